@@ -1,0 +1,93 @@
+"""Convolution forward, dx, dW and db against PyTorch in float64, for every algorithm and option."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convgrad as cg
+import oracle
+from convgrad.gradcheck import rel_error
+from strategies import examples, ALGORITHMS, Case, conv_cases
+
+TOL = 1e-10
+
+
+def check_against_torch(case: Case, algorithm: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x, w, b = case.arrays(rng)
+    y = cg.conv(x, w, b, algorithm=algorithm, **case.kwargs)
+    dy = rng.normal(size=y.shape)
+    ref_y, ref_dx, ref_dw, ref_db = oracle.conv(x, w, b, dy, **case.kwargs)
+    assert y.shape == ref_y.shape and y.dtype == np.float64
+    assert rel_error(y, ref_y) < TOL
+    dx, dw, db = cg.conv_backward(dy, x, w, bias=case.bias, algorithm=algorithm, **case.kwargs)
+    assert dx.shape == x.shape and dw.shape == w.shape
+    assert rel_error(dx, ref_dx) < TOL
+    assert rel_error(dw, ref_dw) < TOL
+    if case.bias:
+        assert db.shape == (w.shape[0],) and rel_error(db, ref_db) < TOL
+    else:
+        assert db is None
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=examples(210))
+@given(case=conv_cases(), seed=st.integers(0, 2**32 - 1))
+def test_conv_matches_torch(algorithm, case, seed):
+    check_against_torch(case, algorithm, seed)
+
+
+@settings(max_examples=examples(90))
+@given(case=conv_cases(), seed=st.integers(0, 2**32 - 1))
+def test_auto_matches_torch(case, seed):
+    check_against_torch(case, "auto", seed)
+
+
+# The shapes that catch the classic bugs, spelled out so that each is always run.
+CLASSIC = {
+    "H != W, kh != kw": Case((2, 3, 7, 10), (4, 3, 3, 2), True, dict()),
+    "per-dim stride and padding": Case((2, 3, 9, 8), (4, 3, 3, 3), True, dict(stride=(2, 3), padding=(1, 2))),
+    "stride does not divide the span": Case((1, 2, 10, 11), (3, 2, 3, 3), True, dict(stride=3)),
+    "groups > 1": Case((2, 6, 8, 7), (9, 2, 3, 3), True, dict(groups=3, padding=1)),
+    "depthwise": Case((2, 4, 8, 9), (8, 1, 3, 3), False, dict(groups=4, padding=1)),
+    "dilation > 1": Case((1, 2, 11, 9), (3, 2, 3, 2), True, dict(dilation=(2, 3), padding=(2, 1))),
+    "batch of 1, 1x1 kernel": Case((1, 5, 4, 6), (3, 5, 1, 1), True, dict()),
+    "(lo, hi) pairs": Case((2, 2, 11, 28), (3, 2, 3, 2), True, dict(padding=((2, 1), (0, 3)), stride=(2, 1))),
+    "same, even kernel": Case((2, 2, 7, 8), (3, 2, 4, 2), True, dict(padding="same", dilation=(1, 2))),
+    "reflect": Case((2, 2, 6, 7), (3, 2, 3, 3), True, dict(padding=(2, 1), padding_mode="reflect", stride=2)),
+    "replicate": Case((2, 2, 5, 4), (3, 2, 3, 2), True, dict(padding=((3, 1), (2, 4)), padding_mode="replicate")),
+    "circular, pad = size": Case((2, 2, 3, 5), (3, 2, 3, 3), True, dict(padding=(3, 2), padding_mode="circular")),
+    "1-D long": Case((2, 3, 40), (4, 3, 5), True, dict(stride=3, padding=2, dilation=2)),
+    "3-D everything": Case((1, 4, 5, 6, 7), (4, 2, 2, 3, 2), True,
+                           dict(stride=(1, 2, 3), padding=((1, 0), 1, (0, 2)), dilation=(2, 1, 1), groups=2)),
+    "3-D reflect": Case((2, 2, 4, 5, 3), (2, 2, 3, 2, 2), True, dict(padding=(1, 1, 1), padding_mode="reflect")),
+}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS + ("auto",))
+@pytest.mark.parametrize("name", CLASSIC)
+def test_classic_shapes(name, algorithm):
+    case = CLASSIC[name]
+    case.b_size = case.w_shape[0]
+    check_against_torch(case, algorithm, seed=len(name))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_rows_no_window_reaches_get_zero_gradient(algorithm):
+    # L = 8, k = 3, stride 3: windows start at 0 and 3 and cover 0..5; elements 6 and 7 are never read.
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(1, 1, 8)), rng.normal(size=(1, 1, 3))
+    dy = rng.normal(size=(1, 1, 2))
+    dx, _, _ = cg.conv_backward(dy, x, w, stride=3, algorithm=algorithm)
+    assert np.all(dx[..., 6:] == 0) and np.all(dx[..., :6] != 0)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_empty_batch(algorithm, nd):
+    x, w = np.zeros((0, 2) + (5,) * nd), np.ones((3, 2) + (2,) * nd)
+    y = cg.conv(x, w, algorithm=algorithm)
+    assert y.shape == (0, 3) + (4,) * nd
+    dx, dw, db = cg.conv_backward(y, x, w, algorithm=algorithm)
+    assert dx.shape == x.shape and np.all(dw == 0) and np.all(db == 0)

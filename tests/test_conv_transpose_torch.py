@@ -1,0 +1,69 @@
+"""Transposed convolution forward and gradients against PyTorch in float64, for every algorithm."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convgrad as cg
+import oracle
+from convgrad.gradcheck import rel_error
+from strategies import examples, ALGORITHMS, Case, transpose_cases
+
+TOL = 1e-10
+
+
+def check_against_torch(case: Case, algorithm: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x, w, b = case.arrays(rng)
+    y = cg.conv_transpose(x, w, b, algorithm=algorithm, **case.kwargs)
+    dy = rng.normal(size=y.shape)
+    ref_y, ref_dx, ref_dw, ref_db = oracle.conv_transpose(x, w, b, dy, **case.kwargs)
+    assert y.shape == ref_y.shape and y.dtype == np.float64
+    assert rel_error(y, ref_y) < TOL
+    dx, dw, db = cg.conv_transpose_backward(dy, x, w, bias=case.bias, algorithm=algorithm, **case.kwargs)
+    assert dx.shape == x.shape and dw.shape == w.shape
+    assert rel_error(dx, ref_dx) < TOL
+    assert rel_error(dw, ref_dw) < TOL
+    if case.bias:
+        assert rel_error(db, ref_db) < TOL
+    else:
+        assert db is None
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS + ("auto",))
+@settings(max_examples=examples(180))
+@given(case=transpose_cases(), seed=st.integers(0, 2**32 - 1))
+def test_conv_transpose_matches_torch(algorithm, case, seed):
+    check_against_torch(case, algorithm, seed)
+
+
+CLASSIC = {
+    "upsample x2 2-D": Case((2, 4, 5, 6), (4, 3, 4, 4), True, dict(stride=2, padding=1)),
+    "output_padding": Case((1, 4, 5, 6), (4, 3, 3, 3), True, dict(stride=2, padding=1, output_padding=1)),
+    "output_padding < dilation only": Case((2, 2, 5), (2, 3, 2), True, dict(stride=1, output_padding=1, dilation=2)),
+    "grouped, non-square": Case((2, 6, 4, 7), (6, 2, 3, 2), True, dict(stride=(2, 3), padding=(1, 0), groups=3)),
+    "(lo, hi) pairs": Case((1, 2, 6, 5), (2, 2, 3, 3), False, dict(stride=2, padding=((2, 0), (1, 3)))),
+    "3-D": Case((1, 2, 3, 4, 2), (2, 4, 2, 3, 2), True, dict(stride=(2, 1, 3), padding=(0, 1, 1), dilation=(1, 2, 1))),
+}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("name", CLASSIC)
+def test_classic_shapes(name, algorithm):
+    case = CLASSIC[name]
+    case.b_size = case.w_shape[1] * case.kwargs.get("groups", 1)
+    check_against_torch(case, algorithm, seed=len(name))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_transpose_is_the_input_gradient_of_conv(algorithm):
+    rng = np.random.default_rng(1)
+    kw = dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1), groups=2)
+    x, w = rng.normal(size=(2, 4, 9, 13)), rng.normal(size=(6, 2, 3, 3))
+    dy = rng.normal(size=cg.conv(x, w, **kw).shape)
+    dx, _, _ = cg.conv_backward(dy, x, w, **kw)
+    # 9 rows -> 4 -> back to 9; 13 columns -> 5 -> 11, and output_padding 2 restores the 2 unread columns
+    y = cg.conv_transpose(dy, w, output_padding=(0, 2), algorithm=algorithm, **kw)
+    assert y.shape == x.shape
+    assert rel_error(y, dx) < 1e-13

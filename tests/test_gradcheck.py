@@ -1,0 +1,94 @@
+"""Every analytic gradient against central differences in float64, with random upstream gradients."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convgrad as cg
+from convgrad.gradcheck import numerical_gradient, rel_error
+from strategies import ALGORITHMS, conv_cases, examples, pool_cases, transpose_cases
+
+TOL = 1e-8
+
+
+def test_numerical_gradient_of_a_known_function():
+    rng = np.random.default_rng(0)
+    x, dy = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    numeric = numerical_gradient(lambda x: np.sin(x) * x, x, dy)
+    assert rel_error(numeric, (np.cos(x) * x + np.sin(x)) * dy) < 1e-8
+
+
+def test_numerical_gradient_leaves_its_input_alone_and_checks_shapes():
+    x = np.array([1.0, 2.0])
+    numerical_gradient(lambda x: x**2, x, np.ones(2))
+    np.testing.assert_array_equal(x, [1.0, 2.0])
+    with pytest.raises(ValueError, match="dy"):
+        numerical_gradient(lambda x: x.sum(), x, np.ones(2))
+    with pytest.raises(ValueError, match="h"):
+        numerical_gradient(lambda x: x, x, np.ones(2), h=0)
+
+
+def test_rel_error():
+    assert rel_error(np.zeros(3), np.zeros(3)) == 0
+    assert rel_error(np.array([1.0, -3.0]), np.array([1.0, -1.0])) == pytest.approx(2 / 4)  # max difference 2, largest |a| + |b| 4
+    assert rel_error(np.array([0.0]), np.array([1e-12])) == pytest.approx(1e-4)  # the 1e-8 floor
+    with pytest.raises(ValueError, match="shape"):
+        rel_error(np.zeros(2), np.zeros(3))
+
+
+def _check(analytic, f, at, dy):
+    assert rel_error(analytic, numerical_gradient(f, at, dy)) < TOL
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=examples(60))
+@given(case=conv_cases(max_extra=2), seed=st.integers(0, 2**32 - 1))
+def test_conv_gradients_numerically(algorithm, case, seed):
+    rng = np.random.default_rng(seed)
+    x, w, b = case.arrays(rng)
+    b = rng.normal(size=case.b_size)
+    kw = dict(case.kwargs, algorithm=algorithm)
+    dy = rng.normal(size=cg.conv(x, w, b, **kw).shape)
+    dx, dw, db = cg.conv_backward(dy, x, w, **kw)
+    _check(dx, lambda x_: cg.conv(x_, w, b, **kw), x, dy)
+    _check(dw, lambda w_: cg.conv(x, w_, b, **kw), w, dy)
+    _check(db, lambda b_: cg.conv(x, w, b_, **kw), b, dy)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=examples(60))
+@given(case=transpose_cases(nds=(1, 2)), seed=st.integers(0, 2**32 - 1))
+def test_conv_transpose_gradients_numerically(algorithm, case, seed):
+    rng = np.random.default_rng(seed)
+    x, w, _ = case.arrays(rng)
+    b = rng.normal(size=case.b_size)
+    kw = dict(case.kwargs, algorithm=algorithm)
+    dy = rng.normal(size=cg.conv_transpose(x, w, b, **kw).shape)
+    dx, dw, db = cg.conv_transpose_backward(dy, x, w, **kw)
+    _check(dx, lambda x_: cg.conv_transpose(x_, w, b, **kw), x, dy)
+    _check(dw, lambda w_: cg.conv_transpose(x, w_, b, **kw), w, dy)
+    _check(db, lambda b_: cg.conv_transpose(x, w, b_, **kw), b, dy)
+
+
+def _distinct(rng, shape):
+    """Values at least 0.01 apart, so that a ±1e-5 step never changes which element is a maximum."""
+    return rng.permutation(np.prod(shape)).reshape(shape) * 0.01 + rng.uniform(0, 1e-3, size=shape)
+
+
+@settings(max_examples=examples(120))
+@given(case=pool_cases("max"), seed=st.integers(0, 2**32 - 1))
+def test_max_pool_gradient_numerically(case, seed):
+    rng = np.random.default_rng(seed)
+    x = _distinct(rng, case.x_shape)
+    dy = rng.normal(size=cg.max_pool(x, **case.kwargs).shape)
+    _check(cg.max_pool_backward(dy, x, **case.kwargs), lambda x_: cg.max_pool(x_, **case.kwargs), x, dy)
+
+
+@settings(max_examples=examples(120))
+@given(case=pool_cases("avg"), seed=st.integers(0, 2**32 - 1))
+def test_avg_pool_gradient_numerically(case, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=case.x_shape)
+    dy = rng.normal(size=cg.avg_pool(x, **case.kwargs).shape)
+    _check(cg.avg_pool_backward(dy, x, **case.kwargs), lambda x_: cg.avg_pool(x_, **case.kwargs), x, dy)
