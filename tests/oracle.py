@@ -103,3 +103,27 @@ def assert_matches(actual, expected, tol=1e-10):
     np.testing.assert_array_equal(np.isfinite(actual), finite)
     np.testing.assert_array_equal(actual[~finite], expected[~finite])
     assert rel_error(actual[finite], expected[finite]) < tol
+
+
+def check_layer(forward, backward, reference, case, algorithm, seed, tol=1e-10):
+    """A convolution-like layer against its oracle: y, dx, dw and db (or None without bias).
+
+    ``forward(x, w, b, **kw)``, ``backward(dy, x, w, bias=, **kw)`` and ``reference(x, w, b, dy, **kw)``
+    with the case's keyword arguments; dy is random.
+    """
+    from convgrad.gradcheck import rel_error
+
+    rng = np.random.default_rng(seed)
+    x, w, b = case.arrays(rng)
+    y = forward(x, w, b, algorithm=algorithm, **case.kwargs)
+    dy = rng.normal(size=y.shape)
+    ref_y, ref_dx, ref_dw, ref_db = reference(x, w, b, dy, **case.kwargs)
+    assert y.shape == ref_y.shape and y.dtype == np.float64
+    assert rel_error(y, ref_y) < tol
+    dx, dw, db = backward(dy, x, w, bias=case.bias, algorithm=algorithm, **case.kwargs)
+    assert dx.shape == x.shape and dw.shape == w.shape
+    assert rel_error(dx, ref_dx) < tol and rel_error(dw, ref_dw) < tol
+    if case.bias:
+        assert db.shape == ref_db.shape and rel_error(db, ref_db) < tol
+    else:
+        assert db is None

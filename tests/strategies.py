@@ -14,6 +14,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+
 def examples(n: int) -> int:
     """``n`` hypothesis examples, times ``CONVGRAD_TEST_SCALE`` (default 1) for longer local runs."""
     return max(1, int(n * float(os.environ.get("CONVGRAD_TEST_SCALE", "1"))))

@@ -3,10 +3,10 @@
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import ALGORITHMS, conv_cases, examples, transpose_cases
 
 import convgrad as cg
 from convgrad.gradcheck import rel_error
-from strategies import ALGORITHMS, conv_cases, examples, transpose_cases
 
 
 def _all_agree(results):

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal
+from strategies import ALGORITHMS, conv_cases, examples
 
 import convgrad as cg
 from convgrad.gradcheck import rel_error
-from strategies import ALGORITHMS, conv_cases, examples
 
 NP_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 

@@ -1,34 +1,20 @@
 """Transposed convolution forward and gradients against PyTorch in float64, for every algorithm."""
 
 import numpy as np
+import oracle
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import ALGORITHMS, Case, examples, transpose_cases
 
 import convgrad as cg
-import oracle
 from convgrad.gradcheck import rel_error
-from strategies import examples, ALGORITHMS, Case, transpose_cases
 
 TOL = 1e-10
 
 
 def check_against_torch(case: Case, algorithm: str, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    x, w, b = case.arrays(rng)
-    y = cg.conv_transpose(x, w, b, algorithm=algorithm, **case.kwargs)
-    dy = rng.normal(size=y.shape)
-    ref_y, ref_dx, ref_dw, ref_db = oracle.conv_transpose(x, w, b, dy, **case.kwargs)
-    assert y.shape == ref_y.shape and y.dtype == np.float64
-    assert rel_error(y, ref_y) < TOL
-    dx, dw, db = cg.conv_transpose_backward(dy, x, w, bias=case.bias, algorithm=algorithm, **case.kwargs)
-    assert dx.shape == x.shape and dw.shape == w.shape
-    assert rel_error(dx, ref_dx) < TOL
-    assert rel_error(dw, ref_dw) < TOL
-    if case.bias:
-        assert rel_error(db, ref_db) < TOL
-    else:
-        assert db is None
+    oracle.check_layer(cg.conv_transpose, cg.conv_transpose_backward, oracle.conv_transpose, case, algorithm, seed, TOL)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS + ("auto",))

@@ -3,10 +3,10 @@ float16 comes back as float16; bool, complex, object and strings are refused."""
 
 import numpy as np
 import pytest
+from strategies import ALGORITHMS
 
 import convgrad as cg
 from convgrad.gradcheck import rel_error
-from strategies import ALGORITHMS
 
 CONV_KW = dict(stride=(2, 1), padding=((1, 0), 1), dilation=(1, 2), groups=2)
 T_KW = dict(stride=2, padding=1, output_padding=1, groups=2)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import ALGORITHMS, conv_cases, examples, pool_cases, transpose_cases
 
 import convgrad as cg
 from convgrad.gradcheck import numerical_gradient, rel_error
-from strategies import ALGORITHMS, conv_cases, examples, pool_cases, transpose_cases
 
 TOL = 1e-8
 
@@ -41,34 +41,31 @@ def _check(analytic, f, at, dy):
     assert rel_error(analytic, numerical_gradient(f, at, dy)) < TOL
 
 
+def _check_layer(forward, backward, case, algorithm, seed):
+    """dx, dw and db of a convolution-like layer against central differences (bias always present)."""
+    rng = np.random.default_rng(seed)
+    x, w, _ = case.arrays(rng)
+    b = rng.normal(size=case.b_size)
+    kw = dict(case.kwargs, algorithm=algorithm)
+    dy = rng.normal(size=forward(x, w, b, **kw).shape)
+    dx, dw, db = backward(dy, x, w, **kw)
+    _check(dx, lambda x_: forward(x_, w, b, **kw), x, dy)
+    _check(dw, lambda w_: forward(x, w_, b, **kw), w, dy)
+    _check(db, lambda b_: forward(x, w, b_, **kw), b, dy)
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @settings(max_examples=examples(60))
 @given(case=conv_cases(max_extra=2), seed=st.integers(0, 2**32 - 1))
 def test_conv_gradients_numerically(algorithm, case, seed):
-    rng = np.random.default_rng(seed)
-    x, w, b = case.arrays(rng)
-    b = rng.normal(size=case.b_size)
-    kw = dict(case.kwargs, algorithm=algorithm)
-    dy = rng.normal(size=cg.conv(x, w, b, **kw).shape)
-    dx, dw, db = cg.conv_backward(dy, x, w, **kw)
-    _check(dx, lambda x_: cg.conv(x_, w, b, **kw), x, dy)
-    _check(dw, lambda w_: cg.conv(x, w_, b, **kw), w, dy)
-    _check(db, lambda b_: cg.conv(x, w, b_, **kw), b, dy)
+    _check_layer(cg.conv, cg.conv_backward, case, algorithm, seed)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @settings(max_examples=examples(60))
 @given(case=transpose_cases(nds=(1, 2)), seed=st.integers(0, 2**32 - 1))
 def test_conv_transpose_gradients_numerically(algorithm, case, seed):
-    rng = np.random.default_rng(seed)
-    x, w, _ = case.arrays(rng)
-    b = rng.normal(size=case.b_size)
-    kw = dict(case.kwargs, algorithm=algorithm)
-    dy = rng.normal(size=cg.conv_transpose(x, w, b, **kw).shape)
-    dx, dw, db = cg.conv_transpose_backward(dy, x, w, **kw)
-    _check(dx, lambda x_: cg.conv_transpose(x_, w, b, **kw), x, dy)
-    _check(dw, lambda w_: cg.conv_transpose(x, w_, b, **kw), w, dy)
-    _check(db, lambda b_: cg.conv_transpose(x, w, b_, **kw), b, dy)
+    _check_layer(cg.conv_transpose, cg.conv_transpose_backward, case, algorithm, seed)
 
 
 def _distinct(rng, shape):

@@ -7,10 +7,10 @@ Indices below are the notes' 1-based ones, translated to 0-based arrays by subtr
 
 import numpy as np
 import pytest
+from strategies import ALGORITHMS
 
 import convgrad as cg
 from convgrad.gradcheck import rel_error
-from strategies import ALGORITHMS
 
 
 @pytest.fixture

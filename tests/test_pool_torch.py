@@ -1,14 +1,14 @@
 """Max and average pooling forward and gradients against PyTorch in float64."""
 
 import numpy as np
+import oracle
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import examples, pool_cases
 
 import convgrad as cg
-import oracle
 from convgrad.gradcheck import rel_error
-from strategies import examples, pool_cases
 
 TOL = 1e-10
 

@@ -200,8 +200,24 @@ def check_kernel_fits(fn: str, lengths, kernel, dilation, pairs: Pairs) -> None:
 # convolution geometry
 
 
+class _Window:
+    """What convolution and pooling geometries share: ``kernel``, ``in_size`` and ``pads`` per spatial dim."""
+
+    kernel: tuple[int, ...]
+    in_size: tuple[int, ...]
+    pads: Pairs
+
+    @property
+    def nd(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def padded_size(self) -> tuple[int, ...]:
+        return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_size, self.pads))
+
+
 @dataclass(frozen=True)
-class ConvGeometry:
+class ConvGeometry(_Window):
     """Everything an algorithm needs to know about one convolution, validated.
 
     ``in_size`` is the spatial size of the (unpadded) input, ``padded_size`` that size plus the
@@ -224,14 +240,6 @@ class ConvGeometry:
     result_dtype: np.dtype
 
     @property
-    def nd(self) -> int:
-        return len(self.kernel)
-
-    @property
-    def padded_size(self) -> tuple[int, ...]:
-        return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_size, self.pads))
-
-    @property
     def x_shape(self) -> tuple[int, ...]:
         return (self.batch, self.in_channels, *self.in_size)
 
@@ -242,10 +250,6 @@ class ConvGeometry:
     @property
     def y_shape(self) -> tuple[int, ...]:
         return (self.batch, self.out_channels, *self.out_size)
-
-    @property
-    def weight_shape(self) -> tuple[int, ...]:
-        return (self.out_channels, self.in_channels // self.groups, *self.kernel)
 
 
 
@@ -434,7 +438,7 @@ def wants_bias(fn: str, bias: Any, channels: int) -> bool:
 
 
 @dataclass(frozen=True)
-class PoolGeometry:
+class PoolGeometry(_Window):
     """A validated pooling window: ``pads`` include any extra end padding that ``ceil_mode`` needs."""
 
     kernel: tuple[int, ...]
@@ -446,14 +450,6 @@ class PoolGeometry:
     out_size: tuple[int, ...]
     dtype: np.dtype
     result_dtype: np.dtype
-
-    @property
-    def nd(self) -> int:
-        return len(self.kernel)
-
-    @property
-    def padded_size(self) -> tuple[int, ...]:
-        return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_size, self.pads))
 
 
 def pool_geometry(

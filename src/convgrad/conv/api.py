@@ -8,8 +8,6 @@ from the same two algorithm entry points, with the roles of forward and backward
 
 from __future__ import annotations
 
-import numpy as np
-
 from .._args import as_array, conv_geometry, grad_output, transpose_geometry, wants_bias
 from .._padding import pad, pad_backward
 from .base import add_bias, bias_grad

@@ -10,6 +10,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     a.name: a for a in (naive.ALGORITHM, gemm.ALGORITHM, as_forward.ALGORITHM)
 }
 ALGORITHM_NAMES = ("auto",) + tuple(ALGORITHMS)
+AUTO_ORDER = ("gemm", "as_forward", "naive")  # preference of "auto" for numeric arrays
 
 
 def choose(g: ConvGeometry) -> Algorithm:
@@ -17,7 +18,7 @@ def choose(g: ConvGeometry) -> Algorithm:
 
     Symbolic (object) arrays go to the notes' loops; numbers go to im2col + GEMM.
     """
-    order = ("naive",) if g.dtype == object else ("gemm", "as_forward", "naive")
+    order = ("naive",) if g.dtype == object else AUTO_ORDER
     return next(ALGORITHMS[name] for name in order if ALGORITHMS[name].supports(g) is None)
 
 

@@ -1,0 +1,46 @@
+"""algorithm=: an algorithm that cannot handle a case says so by name, and "auto" never picks it."""
+
+import numpy as np
+import pytest
+
+import convgrad as cg
+from convgrad._args import conv_geometry
+from convgrad.conv import dispatch
+from convgrad.conv.gemm import Gemm
+
+
+class OnlyStrideOne(Gemm):
+    """A stand-in for a restricted algorithm (as Winograd is to stride 1)."""
+
+    name = "only_stride_one"
+
+    def supports(self, g):
+        return None if all(s == 1 for s in g.stride) else f"it needs stride 1, got stride={g.stride}"
+
+
+@pytest.fixture
+def restricted(monkeypatch):
+    algorithm = OnlyStrideOne()
+    monkeypatch.setitem(dispatch.ALGORITHMS, algorithm.name, algorithm)
+    monkeypatch.setattr(dispatch, "ALGORITHM_NAMES", dispatch.ALGORITHM_NAMES + (algorithm.name,))
+    monkeypatch.setattr(dispatch, "AUTO_ORDER", (algorithm.name,) + dispatch.AUTO_ORDER)
+    return algorithm
+
+
+def test_an_algorithm_that_cannot_handle_a_case_says_so(restricted):
+    x, w = np.ones((1, 2, 8, 8)), np.ones((3, 2, 3, 3))
+    assert cg.conv(x, w, algorithm="only_stride_one").shape == (1, 3, 6, 6)
+    with pytest.raises(ValueError, match=r"algorithm='only_stride_one' cannot handle this case: it needs stride 1"):
+        cg.conv(x, w, stride=2, algorithm="only_stride_one")
+    with pytest.raises(ValueError, match="only_stride_one"):
+        cg.conv_backward(np.ones((1, 3, 3, 3)), x, w, stride=2, algorithm="only_stride_one")
+
+
+def test_auto_prefers_it_where_it_can_and_never_picks_it_where_it_cannot(restricted):
+    x, w = np.ones((1, 2, 8, 8)), np.ones((3, 2, 3, 3))
+    def geometry(stride):
+        return conv_geometry("conv", x, w, None, stride, 0, 1, 1, "zeros")[0]
+
+    assert dispatch.choose(geometry(1)) is restricted
+    assert dispatch.choose(geometry(2)) is not restricted
+    np.testing.assert_array_equal(cg.conv(x, w, stride=2), cg.conv(x, w, stride=2, algorithm="naive"))
