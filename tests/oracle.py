@@ -127,3 +127,34 @@ def check_layer(forward, backward, reference, case, algorithm, seed, tol=1e-10):
         assert db.shape == ref_db.shape and rel_error(db, ref_db) < tol
     else:
         assert db is None
+
+
+class TorchResidual(torch.nn.Module):
+    """convgrad.nn.Residual's counterpart: block(x) + shortcut(x), same child names."""
+
+    def __init__(self, block, shortcut):
+        super().__init__()
+        self.block, self.shortcut = block, shortcut
+
+    def forward(self, x):
+        return self.block(x) + self.shortcut(x)
+
+
+def torch_module(spec):
+    """The PyTorch model a convgrad spec describes, built with the very same constructor arguments."""
+    from collections import OrderedDict
+
+    kind, args = spec["type"], dict(spec["args"])
+    if kind == "Sequential":
+        return torch.nn.Sequential(OrderedDict((name, torch_module(s)) for name, s in args["modules"]))
+    if kind == "Residual":
+        return TorchResidual(torch_module(args["block"]), torch_module(args["shortcut"]))
+    args.pop("dtype", None)
+    return getattr(torch.nn, kind)(**args)
+
+
+def torch_twin(model):
+    """A float64 PyTorch copy of a convgrad model, weights moved by state_dict."""
+    twin = torch_module(model.spec()).double()
+    twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
+    return twin

@@ -1,0 +1,102 @@
+"""Modules made of modules: Sequential (a chain) and Residual (a block plus a shortcut)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .module import Module, from_spec
+
+
+class Sequential(Module):
+    """Modules applied in order; backward runs them in reverse. Children are named "0", "1", ...
+
+    >>> import numpy as np, convgrad as cg
+    >>> model = cg.nn.Sequential(cg.nn.Linear(4, 3), cg.nn.ReLU(), cg.nn.Linear(3, 2))
+    >>> model(np.ones((5, 4), dtype=np.float32)).shape
+    (5, 2)
+    >>> list(model.state_dict())
+    ['0.weight', '0.bias', '2.weight', '2.bias']
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            named = modules[0].items()
+        else:
+            named = ((str(i), m) for i, m in enumerate(modules))
+        for name, module in named:
+            if not isinstance(module, Module):
+                raise TypeError(f"Sequential: expected Module instances, got {type(module).__name__} for {name!r}")
+            setattr(self, name, module)
+
+    def forward(self, x):
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+    def backward(self, dy):
+        for module in reversed(self._modules.values()):
+            dy = module.backward(dy)
+        return dy
+
+    def __getitem__(self, index):
+        return list(self._modules.values())[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def spec(self) -> dict:
+        return {"type": "Sequential", "args": {"modules": [[n, m.spec()] for n, m in self._modules.items()]}}
+
+    @classmethod
+    def from_args(cls, args: dict) -> "Sequential":
+        return cls(OrderedDict((name, from_spec(spec)) for name, spec in args["modules"]))
+
+
+class Identity(Module):
+    """``y = x``."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+class Residual(Module):
+    """``y = block(x) + shortcut(x)``, the shortcut the identity unless given (e.g. a 1×1 convolution).
+
+    The gradient of a sum flows into both branches: ``dx = block.backward(dy) + shortcut.backward(dy)``.
+
+    >>> import numpy as np, convgrad as cg
+    >>> r = cg.nn.Residual(cg.nn.Sequential(cg.nn.Conv2d(4, 4, 3, padding=1), cg.nn.ReLU()))
+    >>> r(np.ones((1, 4, 5, 5), dtype=np.float32)).shape
+    (1, 4, 5, 5)
+    """
+
+    def __init__(self, block: Module, shortcut: Module | None = None):
+        super().__init__()
+        self.block = block
+        self.shortcut = Identity() if shortcut is None else shortcut
+
+    def forward(self, x):
+        y = self.block(x)
+        s = self.shortcut(x)
+        if np.shape(y) != np.shape(s):
+            raise ValueError(f"Residual: block output {np.shape(y)} and shortcut output {np.shape(s)} differ in shape")
+        return y + s
+
+    def backward(self, dy):
+        return self.block.backward(dy) + self.shortcut.backward(dy)
+
+    def spec(self) -> dict:
+        return {"type": "Residual", "args": {"block": self.block.spec(), "shortcut": self.shortcut.spec()}}
+
+    @classmethod
+    def from_args(cls, args: dict) -> "Residual":
+        return cls(from_spec(args["block"]), from_spec(args["shortcut"]))

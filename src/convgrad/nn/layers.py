@@ -1,0 +1,346 @@
+"""The layers: each keeps what its backward needs and delegates the arithmetic to the stateless ops.
+
+Constructor arguments, defaults, default initialisation, parameter names and shapes are PyTorch's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import ops, pool
+from .._args import int_tuple, is_int
+from .._random import generator
+from ..conv import conv, conv_backward, conv_transpose, conv_transpose_backward
+from .module import Module, Parameter, as_dtype
+
+
+def _uniform(shape, bound: float, dtype) -> Parameter:
+    """U(−bound, bound): PyTorch's default (kaiming_uniform with a = √5 gives bound = 1/√fan_in)."""
+    return Parameter(generator().uniform(-bound, bound, size=shape).astype(dtype))
+
+
+def _check_channels(name: str, in_channels, out_channels, groups) -> None:
+    for arg, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+        if not is_int(value) or value < 1:
+            raise ValueError(f"{name}: expected {arg} to be a positive integer, got {arg}={value!r}")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"{name}: expected in_channels and out_channels divisible by groups, got in_channels={in_channels}, "
+            f"out_channels={out_channels}, groups={groups}"
+        )
+
+
+class _ConvNd(Module):
+    nd = 0
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+                 padding_mode="zeros", dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        _check_channels(name, in_channels, out_channels, groups)
+        kernel = int_tuple(name, "kernel_size", kernel_size, self.nd)
+        dtype = as_dtype(dtype)
+        self._config = dict(in_channels=in_channels, out_channels=out_channels, kernel_size=list(kernel),
+                            stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bool(bias),
+                            padding_mode=padding_mode, dtype=dtype.name)
+        self.options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
+        bound = 1 / math.sqrt(in_channels // groups * math.prod(kernel))
+        self.weight = _uniform((out_channels, in_channels // groups, *kernel), bound, dtype)
+        self.register_parameter("bias", _uniform((out_channels,), bound, dtype) if bias else None)
+
+    def forward(self, x):
+        """x ``(N, C_in, *L)`` -> ``(N, C_out, *O)``."""
+        self._x = x
+        b = None if self.bias is None else self.bias.data
+        return conv(x, self.weight.data, b, **self.options)
+
+    def backward(self, dy):
+        dx, dw, db = conv_backward(dy, self._x, self.weight.data, bias=self.bias is not None, **self.options)
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution, as ``torch.nn.Conv1d``: x ``(N, C_in, L)``."""
+
+    nd = 1
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution, as ``torch.nn.Conv2d``: x ``(N, C_in, H, W)``."""
+
+    nd = 2
+
+
+class Conv3d(_ConvNd):
+    """3-D convolution, as ``torch.nn.Conv3d``: x ``(N, C_in, D, H, W)``."""
+
+    nd = 3
+
+
+class _ConvTransposeNd(Module):
+    nd = 0
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, padding_mode="zeros", dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        _check_channels(name, in_channels, out_channels, groups)
+        if padding_mode != "zeros":
+            raise ValueError(f"{name}: only padding_mode='zeros' is supported (as in PyTorch), got {padding_mode!r}")
+        kernel = int_tuple(name, "kernel_size", kernel_size, self.nd)
+        dtype = as_dtype(dtype)
+        self._config = dict(in_channels=in_channels, out_channels=out_channels, kernel_size=list(kernel),
+                            stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+                            bias=bool(bias), dilation=dilation, dtype=dtype.name)
+        self.options = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+                            dilation=dilation)
+        # PyTorch takes fan_in from weight.shape[1] * prod(kernel), which for this layout is C_out/groups
+        bound = 1 / math.sqrt(out_channels // groups * math.prod(kernel))
+        self.weight = _uniform((in_channels, out_channels // groups, *kernel), bound, dtype)
+        self.register_parameter("bias", _uniform((out_channels,), bound, dtype) if bias else None)
+
+    def forward(self, x):
+        self._x = x
+        b = None if self.bias is None else self.bias.data
+        return conv_transpose(x, self.weight.data, b, **self.options)
+
+    def backward(self, dy):
+        dx, dw, db = conv_transpose_backward(dy, self._x, self.weight.data, bias=self.bias is not None, **self.options)
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """1-D transposed convolution, as ``torch.nn.ConvTranspose1d``."""
+
+    nd = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """2-D transposed convolution, as ``torch.nn.ConvTranspose2d``."""
+
+    nd = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """3-D transposed convolution, as ``torch.nn.ConvTranspose3d``."""
+
+    nd = 3
+
+
+def _check_rank(module: Module, x, nd: int):
+    x = np.asarray(x)
+    if x.ndim != nd + 2:
+        raise ValueError(f"{type(module).__name__}: expected x with {nd + 2} dims (N, C, ...), got x of shape {x.shape}")
+    return x
+
+
+class _MaxPoolNd(Module):
+    nd = 0
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        if return_indices:
+            raise ValueError(f"{type(self).__name__}: return_indices=True is not supported")
+        self._config = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                            ceil_mode=ceil_mode)
+        self.options = dict(self._config)
+
+    def forward(self, x):
+        self._x = _check_rank(self, x, self.nd)
+        return pool.max_pool(self._x, **self.options)
+
+    def backward(self, dy):
+        return pool.max_pool_backward(dy, self._x, **self.options)
+
+
+class MaxPool1d(_MaxPoolNd):
+    nd = 1
+
+
+class MaxPool2d(_MaxPoolNd):
+    nd = 2
+
+
+class MaxPool3d(_MaxPoolNd):
+    nd = 3
+
+
+class _AvgPoolNd(Module):
+    nd = 0
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__()
+        if divisor_override is not None:
+            raise ValueError(f"{type(self).__name__}: divisor_override is not supported")
+        self._config = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                            count_include_pad=count_include_pad)
+        self.options = dict(self._config)
+
+    def forward(self, x):
+        self._x = _check_rank(self, x, self.nd)
+        return pool.avg_pool(self._x, **self.options)
+
+    def backward(self, dy):
+        return pool.avg_pool_backward(dy, self._x, **self.options)
+
+
+class AvgPool1d(_AvgPoolNd):
+    nd = 1
+
+
+class AvgPool2d(_AvgPoolNd):
+    nd = 2
+
+
+class AvgPool3d(_AvgPoolNd):
+    nd = 3
+
+
+class Linear(Module):
+    """``y = x Wᵀ + b``, as ``torch.nn.Linear``: weight ``(out_features, in_features)``."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype=None):
+        super().__init__()
+        dtype = as_dtype(dtype)
+        self._config = dict(in_features=in_features, out_features=out_features, bias=bool(bias), dtype=dtype.name)
+        bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
+        self.weight = _uniform((out_features, in_features), bound, dtype)
+        self.register_parameter("bias", _uniform((out_features,), bound, dtype) if bias else None)
+
+    def forward(self, x):
+        self._x = x
+        return ops.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+
+    def backward(self, dy):
+        dx, dw, db = ops.linear_backward(dy, self._x, self.weight.data, bias=self.bias is not None)
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+
+class ReLU(Module):
+    def __init__(self, inplace=False):
+        super().__init__()
+
+    def forward(self, x):
+        self._x = x
+        return ops.relu(x)
+
+    def backward(self, dy):
+        return ops.relu_backward(dy, self._x)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope=0.01, inplace=False):
+        super().__init__()
+        self._config = dict(negative_slope=negative_slope)
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        self._x = x
+        return ops.leaky_relu(x, self.negative_slope)
+
+    def backward(self, dy):
+        return ops.leaky_relu_backward(dy, self._x, self.negative_slope)
+
+
+class Flatten(Module):
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self._config = dict(start_dim=start_dim, end_dim=end_dim)
+
+    def forward(self, x):
+        self._shape = np.shape(x)
+        return ops.flatten(x, **self._config)
+
+    def backward(self, dy):
+        return ops.flatten_backward(dy, self._shape)
+
+
+class Dropout(Module):
+    """Inverted dropout, active in training mode only; masks come from convgrad's global generator."""
+
+    def __init__(self, p=0.5, inplace=False):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"Dropout: expected a probability 0 <= p <= 1, got p={p!r}")
+        self._config = dict(p=p)
+        self.p = p
+
+    def forward(self, x):
+        y, self._mask = ops.dropout(x, self.p, self.training)
+        return y
+
+    def backward(self, dy):
+        return ops.dropout_backward(dy, self._mask)
+
+
+class _BatchNorm(Module):
+    ranks: tuple[int, ...] = ()
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=None):
+        super().__init__()
+        dtype = as_dtype(dtype)
+        self._config = dict(num_features=num_features, eps=eps, momentum=momentum, affine=bool(affine),
+                            track_running_stats=bool(track_running_stats), dtype=dtype.name)
+        self.eps, self.momentum, self.track_running_stats = eps, momentum, track_running_stats
+        self.register_parameter("weight", Parameter(np.ones(num_features, dtype)) if affine else None)
+        self.register_parameter("bias", Parameter(np.zeros(num_features, dtype)) if affine else None)
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+
+    def _uses_batch_statistics(self) -> bool:
+        return self.training or not self.track_running_stats
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if x.ndim not in self.ranks:
+            raise ValueError(f"{type(self).__name__}: expected x with {' or '.join(map(str, self.ranks))} dims, got x of shape {x.shape}")
+        self._x = x
+        momentum = self.momentum
+        if self.training and self.track_running_stats:
+            self._buffers["num_batches_tracked"] = self.num_batches_tracked + 1
+            if momentum is None:  # cumulative moving average
+                momentum = 1.0 / float(self.num_batches_tracked)
+        stats = self._running() if self.track_running_stats else (None, None)
+        return ops.batch_norm(x, *self._affine(), *stats, training=self._uses_batch_statistics(),
+                              momentum=momentum if momentum is not None else 0.0, eps=self.eps)
+
+    def backward(self, dy):
+        stats = self._running() if self.track_running_stats else (None, None)
+        dx, dw, db = ops.batch_norm_backward(dy, self._x, self._affine()[0], *stats,
+                                             training=self._uses_batch_statistics(), eps=self.eps)
+        if self.weight is not None:
+            self.weight.accumulate(dw)
+            self.bias.accumulate(db)
+        return dx
+
+    def _affine(self):
+        return (None, None) if self.weight is None else (self.weight.data, self.bias.data)
+
+    def _running(self):
+        return self.running_mean, self.running_var
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of ``(N, C)`` or ``(N, C, L)``, as ``torch.nn.BatchNorm1d``."""
+
+    ranks = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of ``(N, C, H, W)``, as ``torch.nn.BatchNorm2d``."""
+
+    ranks = (4,)

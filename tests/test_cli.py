@@ -1,0 +1,118 @@
+"""The convgrad command end to end, with tiny epoch counts, and its one-line usage errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_data import write_cifar, write_mnist
+
+from convgrad.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run(capsys, *args):
+    """(exit status, stdout, stderr) of ``convgrad ARGS`` run in this process."""
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def check_run_files(out_dir, dataset, model, epochs, classes=10):
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert (metrics["dataset"], metrics["model"], metrics["epochs"]) == (dataset, model, epochs)
+    assert 0 <= metrics["test_accuracy"] <= 1
+    assert [h["epoch"] for h in metrics["history"]] == list(range(1, epochs + 1))
+    assert set(metrics["history"][0]) == {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds"}
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.shape == (classes, classes)
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(metrics["test_accuracy"])
+    for name in ("curves.png", "confusion.png"):
+        assert (out_dir / name).read_bytes()[:8] == PNG
+    assert (out_dir / "model.npz").is_file()
+    return metrics
+
+
+def test_train_digits_by_default_then_evaluate(tmp_path, capsys):
+    code, out, _ = run(capsys, "train", "--epochs", "2", "--out", str(tmp_path))
+    assert code == 0
+    assert "training digits-cnn on digits" in out and "final test accuracy" in out and str(tmp_path) in out
+    metrics = check_run_files(tmp_path, "digits", "digits-cnn", 2)
+    assert metrics["test_accuracy"] > 0.8
+    code, out, _ = run(capsys, "evaluate", "--checkpoint", str(tmp_path / "model.npz"))
+    assert code == 0
+    assert f"digits test accuracy: {metrics['test_accuracy']:.4f}" in out and "(columns: predicted)" in out
+
+
+def test_train_mnist1d_one_epoch(tmp_path, capsys):
+    code, out, _ = run(capsys, "train", "--dataset", "mnist1d", "--epochs", "1", "--out", str(tmp_path))
+    assert code == 0
+    check_run_files(tmp_path, "mnist1d", "mnist1d-cnn", 1)
+
+
+def test_train_mnist_from_idx_files(tmp_path, capsys):
+    write_mnist(tmp_path / "data", n_train=320, n_test=64)
+    code, _, _ = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--epochs", "3",
+                     "--batch-size", "16", "--lr", "0.003", "--out", str(tmp_path / "run"))
+    assert code == 0
+    metrics = check_run_files(tmp_path / "run", "mnist", "lenet5", 3)
+    assert metrics["test_accuracy"] > 0.5  # the digit is drawn as a bright row: images and labels line up
+
+
+def test_train_cifar10_from_batches(tmp_path, capsys):
+    write_cifar(tmp_path / "data")
+    code, _, _ = run(capsys, "train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+                     "--optimizer", "adamw", "--lr", "0.002", "--weight-decay", "0.01", "--out", str(tmp_path / "run"))
+    assert code == 0
+    metrics = check_run_files(tmp_path / "run", "cifar10", "lenet5", 1)
+    assert metrics["settings"]["optimizer"] == "adamw" and metrics["settings"]["weight_decay"] == 0.01
+
+
+def test_resume_continues_like_an_uninterrupted_run(tmp_path, capsys):
+    assert run(capsys, "train", "--epochs", "2", "--seed", "3", "--out", str(tmp_path / "a"))[0] == 0
+    assert run(capsys, "train", "--epochs", "1", "--seed", "3", "--out", str(tmp_path / "b"))[0] == 0
+    assert run(capsys, "train", "--resume", str(tmp_path / "b" / "model.npz"), "--epochs", "2")[0] == 0
+    strip = lambda m: [{k: v for k, v in h.items() if k != "seconds"} for h in m["history"]]  # noqa: E731
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("a", "b"))
+    assert strip(a) == strip(b) and a["confusion_matrix"] == b["confusion_matrix"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "--epochs", "0"], "expected a positive integer"),
+    (["train", "--dataset", "mnist"], "give their directory with --data-dir"),
+    (["train", "--dataset", "mnist", "--data-dir", "/nonexistent/dir"], "does not exist"),
+    (["train", "--dataset", "mnist1d", "--model", "lenet5"], "model 'lenet5' expects 2-D images"),
+    (["train", "--model", "mnist1d-cnn"], "model 'mnist1d-cnn' expects 1-D signals"),
+    (["evaluate", "--checkpoint", "/nonexistent.npz"], "no such file"),
+    (["explode"], "invalid choice"),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(args, message, capsys):
+    code, _, err = run(capsys, *args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_corrupted_checkpoint_and_mismatched_resume(tmp_path, capsys):
+    assert run(capsys, "train", "--epochs", "1", "--out", str(tmp_path))[0] == 0
+    checkpoint = tmp_path / "model.npz"
+    code, _, err = run(capsys, "train", "--resume", str(checkpoint), "--dataset", "mnist1d")
+    assert code == 2 and "trained on 'digits'" in err
+    code, _, err = run(capsys, "train", "--resume", str(checkpoint), "--batch-size", "7")
+    assert code == 2 and "batch_size=32" in err
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    code, _, err = run(capsys, "evaluate", "--checkpoint", str(checkpoint))
+    assert code == 2 and "corrupted" in err and len(err.strip().splitlines()) == 1
+
+
+def test_python_dash_m_and_verify():
+    result = subprocess.run([sys.executable, "-m", "convgrad", "verify", "--algorithms", "gemm"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "all passed" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "convgrad", "train", "--nope"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1

@@ -1,0 +1,152 @@
+"""The non-convolution ops against PyTorch in float64, and against central differences."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convgrad import ops
+from convgrad.gradcheck import numerical_gradient, rel_error
+
+TOL = 1e-10
+
+
+def _t(a):
+    return torch.tensor(a, dtype=torch.float64, requires_grad=True)
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (2, 3, 7)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear(shape, bias, rng):
+    x, w, b = rng.normal(size=shape), rng.normal(size=(4, 7)), rng.normal(size=4) if bias else None
+    dy = rng.normal(size=shape[:-1] + (4,))
+    xt, wt, bt = _t(x), _t(w), _t(b) if bias else None
+    yt = F.linear(xt, wt, bt)
+    yt.backward(torch.tensor(dy))
+    assert rel_error(ops.linear(x, w, b), yt.detach().numpy()) < TOL
+    dx, dw, db = ops.linear_backward(dy, x, w, bias=bias)
+    assert rel_error(dx, xt.grad.numpy()) < TOL and rel_error(dw, wt.grad.numpy()) < TOL
+    assert (db is None) if not bias else rel_error(db, bt.grad.numpy()) < TOL
+
+
+@pytest.mark.parametrize("op, back, ref", [
+    (ops.relu, ops.relu_backward, F.relu),
+    (lambda x: ops.leaky_relu(x, 0.2), lambda dy, x: ops.leaky_relu_backward(dy, x, 0.2), lambda t: F.leaky_relu(t, 0.2)),
+])
+def test_activations(op, back, ref, rng):
+    x = rng.normal(size=(3, 4, 5))
+    x[0, 0, :2] = 0.0  # the kink: PyTorch's gradient there is 0 (relu) or the slope (leaky)
+    dy = rng.normal(size=x.shape)
+    xt = _t(x)
+    yt = ref(xt)
+    yt.backward(torch.tensor(dy))
+    assert rel_error(op(x), yt.detach().numpy()) < TOL
+    np.testing.assert_allclose(back(dy, x), xt.grad.numpy(), rtol=1e-14)
+
+
+def test_flatten_round_trip(rng):
+    x = rng.normal(size=(2, 3, 4, 5))
+    assert np.array_equal(ops.flatten(x), torch.flatten(torch.tensor(x), 1).numpy())
+    assert ops.flatten(x, 0, 1).shape == (6, 4, 5) and ops.flatten(x, -2).shape == (2, 3, 20)
+    assert np.array_equal(ops.flatten_backward(ops.flatten(x), x.shape), x)
+    with pytest.raises(ValueError, match="start_dim"):
+        ops.flatten(x, 2, 1)
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5), (2, 3, 4, 5)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm(shape, training, affine, rng):
+    x, dy = rng.normal(size=shape) * 2 + 1, rng.normal(size=shape)
+    w, b = (rng.normal(size=3), rng.normal(size=3)) if affine else (None, None)
+    rm, rv = rng.normal(size=3), rng.uniform(0.5, 2, size=3)
+    rm_t, rv_t = torch.tensor(rm), torch.tensor(rv)
+    xt, wt, bt = _t(x), _t(w) if affine else None, _t(b) if affine else None
+    yt = F.batch_norm(xt, rm_t, rv_t, wt, bt, training=training, momentum=0.1, eps=1e-5)
+    yt.backward(torch.tensor(dy))
+    rm0, rv0 = rm.copy(), rv.copy()
+    y = ops.batch_norm(x, w, b, rm, rv, training=training, momentum=0.1, eps=1e-5)
+    assert rel_error(y, yt.detach().numpy()) < TOL
+    assert rel_error(rm, rm_t.numpy()) < TOL and rel_error(rv, rv_t.numpy()) < TOL  # running stats, unbiased var
+    dx, dw, db = ops.batch_norm_backward(dy, x, w, rm0, rv0, training=training, eps=1e-5)
+    assert rel_error(dx, xt.grad.numpy()) < TOL
+    if affine:
+        assert rel_error(dw, wt.grad.numpy()) < TOL and rel_error(db, bt.grad.numpy()) < TOL
+    else:
+        assert dw is None and db is None
+
+
+def test_batch_norm_gradient_numerically(rng):
+    x, w, b, dy = rng.normal(size=(3, 2, 4)), rng.normal(size=2), rng.normal(size=2), rng.normal(size=(3, 2, 4))
+    dx, dw, db = ops.batch_norm_backward(dy, x, w)
+    assert rel_error(dx, numerical_gradient(lambda v: ops.batch_norm(v, w, b), x, dy)) < 1e-8
+    assert rel_error(dw, numerical_gradient(lambda v: ops.batch_norm(x, v, b), w, dy)) < 1e-8
+    assert rel_error(db, numerical_gradient(lambda v: ops.batch_norm(x, w, v), b, dy)) < 1e-8
+
+
+def test_batch_norm_needs_more_than_one_value_per_channel():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        ops.batch_norm(np.ones((1, 3)), training=True)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 6)])
+def test_cross_entropy(smoothing, shape, rng):
+    logits = rng.normal(size=shape) * 3
+    labels = rng.integers(0, shape[1], size=shape[:1] + shape[2:])
+    lt = _t(logits)
+    loss_t = F.cross_entropy(lt, torch.tensor(labels), label_smoothing=smoothing)
+    loss_t.backward()
+    assert abs(ops.cross_entropy(logits, labels, smoothing) - loss_t.item()) < 1e-12
+    assert rel_error(ops.cross_entropy_backward(logits, labels, smoothing), lt.grad.numpy()) < TOL
+
+
+def test_cross_entropy_is_stable_for_large_logits():
+    logits = np.array([[1000.0, 0.0], [0.0, -1000.0]])
+    assert ops.cross_entropy(logits, np.array([0, 1])) == pytest.approx(500.0)
+    assert np.isfinite(ops.cross_entropy_backward(logits, np.array([0, 1]))).all()
+
+
+@pytest.mark.parametrize("labels, error", [(np.array([0, 5]), ValueError), (np.array([0.0, 1.0]), TypeError),
+                                           (np.array([0]), ValueError)])
+def test_cross_entropy_label_errors(labels, error):
+    with pytest.raises(error, match="labels"):
+        ops.cross_entropy(np.zeros((2, 5)), labels)
+
+
+def test_mse(rng):
+    p, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    pt = _t(p)
+    loss = F.mse_loss(pt, torch.tensor(t))
+    loss.backward()
+    assert abs(ops.mse(p, t) - loss.item()) < 1e-13
+    assert rel_error(ops.mse_backward(p, t), pt.grad.numpy()) < TOL
+
+
+def test_dropout(rng):
+    x = rng.normal(size=(200, 50))
+    y, mask = ops.dropout(x, 0.3, rng=np.random.default_rng(5))
+    kept = mask != 0
+    assert abs(kept.mean() - 0.7) < 0.01                      # each element kept with probability 1 - p
+    np.testing.assert_allclose(y[kept], x[kept] / 0.7)       # inverted: kept elements scaled by 1/(1-p)
+    assert np.all(y[~kept] == 0)
+    y2, _ = ops.dropout(x, 0.3, rng=np.random.default_rng(5))
+    assert np.array_equal(y, y2)                              # the same seed gives the same mask
+    dy = rng.normal(size=x.shape)
+    np.testing.assert_allclose(ops.dropout_backward(dy, mask), np.where(kept, dy / 0.7, 0))
+    assert ops.dropout(x, 0.3, training=False)[1] is None and ops.dropout(x, 0.0)[1] is None
+    assert np.all(ops.dropout(x, 1.0)[0] == 0)
+    with pytest.raises(ValueError, match="p"):
+        ops.dropout(x, 1.5)
+
+
+def test_float32_stays_float32(rng):
+    x = rng.normal(size=(4, 3, 5)).astype(np.float32)
+    w = rng.normal(size=(2, 5)).astype(np.float32)
+    assert ops.linear(x, w).dtype == np.float32
+    assert all(a.dtype == np.float32 for a in ops.linear_backward(np.ones((4, 3, 2), np.float32), x, w))
+    assert ops.relu(x).dtype == ops.leaky_relu(x).dtype == np.float32
+    assert ops.batch_norm(x, np.ones(3, np.float32), np.zeros(3, np.float32)).dtype == np.float32
+    assert ops.batch_norm_backward(x, x, np.ones(3, np.float32))[0].dtype == np.float32
+    assert ops.cross_entropy_backward(x[:, :, 0], np.zeros(4, int)).dtype == np.float32
+    assert ops.dropout(x, 0.5)[0].dtype == np.float32
