@@ -21,7 +21,8 @@ def examples(n: int) -> int:
 
 
 MODES = ("zeros", "reflect", "replicate", "circular")
-ALGORITHMS = ("naive", "gemm", "as_forward")
+GENERAL = ("naive", "gemm", "as_forward")  # handle every configuration
+ALGORITHMS = GENERAL + ("pointwise", "depthwise")  # the last two handle 1x1 and depthwise convolutions only
 
 
 @dataclass
@@ -53,9 +54,28 @@ def _as_arg(draw, values):
     return tuple(values)
 
 
-def _channels(draw):
+def supports(case, algorithm: str, transposed: bool = False) -> bool:
+    """Whether convgrad's ``algorithm`` takes this configuration (the others refuse it by name)."""
+    from convgrad._args import conv_geometry, transpose_geometry
+    from convgrad.conv.dispatch import ALGORITHMS as REGISTRY
+
+    if algorithm == "auto":
+        return True
+    x, w = np.zeros(case.x_shape), np.zeros(case.w_shape)
+    if transposed:
+        options = {"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1, **case.kwargs}
+        g = transpose_geometry("t", x, w, None, *(options[k] for k in ("stride", "padding", "output_padding",
+                                                                       "dilation", "groups")))[0]
+    else:
+        options = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "padding_mode": "zeros", **case.kwargs}
+        g = conv_geometry("c", x, w, None, *(options[k] for k in ("stride", "padding", "dilation", "groups",
+                                                                   "padding_mode")))[0]
+    return REGISTRY[algorithm].supports(g) is None
+
+
+def _channels(draw, layout=None):
     """(groups, C_in // groups, C_out // groups): plain, grouped or depthwise (C_in/G = 1)."""
-    layout = draw(st.sampled_from(["plain", "grouped", "depthwise"]))
+    layout = layout or draw(st.sampled_from(["plain", "grouped", "depthwise"]))
     if layout == "plain":
         return 1, draw(st.integers(1, 3)), draw(st.integers(1, 3))
     if layout == "grouped":
@@ -92,12 +112,14 @@ def _min_length(lo, hi, k, d, mode):
 
 
 @st.composite
-def conv_cases(draw, nds=(1, 2, 3), modes=MODES, max_extra=4):
+def conv_cases(draw, nds=(1, 2, 3), modes=MODES, max_extra=4, algorithm=None):
+    """Convolution configurations; ``algorithm="pointwise"`` or ``"depthwise"`` draws only what it takes."""
     nd = draw(st.sampled_from(nds))
-    groups, cig, cog = _channels(draw)
-    kernel = _ints(draw, nd, 1, 3 if nd < 3 else 2)
+    groups, cig, cog = _channels(draw, {"pointwise": "plain", "depthwise": "depthwise"}.get(algorithm))
+    pointwise = algorithm == "pointwise"
+    kernel = [1] * nd if pointwise else _ints(draw, nd, 1, 3 if nd < 3 else 2)
     dilation = _ints(draw, nd, 1, 2)
-    padding, pairs, stride_one = _padding(draw, nd, kernel, dilation)
+    padding, pairs, stride_one = (0, [(0, 0)] * nd, True) if pointwise else _padding(draw, nd, kernel, dilation)
     stride = [1] * nd if stride_one else _ints(draw, nd, 1, 3)
     mode = draw(st.sampled_from(modes))
     extra = max_extra if nd < 3 else 2
@@ -116,14 +138,19 @@ def conv_cases(draw, nds=(1, 2, 3), modes=MODES, max_extra=4):
 
 
 @st.composite
-def transpose_cases(draw, nds=(1, 2, 3)):
+def transpose_cases(draw, nds=(1, 2, 3), algorithm=None):
+    """Transposed-convolution configurations; for "pointwise"/"depthwise" only what the underlying
+    convolution (C_out -> C_in) lets that algorithm take."""
     nd = draw(st.sampled_from(nds))
-    groups, cig, cog = _channels(draw)
-    kernel = _ints(draw, nd, 1, 3 if nd < 3 else 2)
+    groups, cig, cog = _channels(draw, {"pointwise": "plain", "depthwise": "grouped"}.get(algorithm))
+    if algorithm == "depthwise":
+        cog = 1  # the underlying convolution's input has one channel per group
+    pointwise = algorithm == "pointwise"
+    kernel = [1] * nd if pointwise else _ints(draw, nd, 1, 3 if nd < 3 else 2)
     dilation = _ints(draw, nd, 1, 2)
-    stride = _ints(draw, nd, 1, 3)
-    padding, pairs, _ = _padding(draw, nd, kernel, dilation, allow_strings=False)
-    output_padding = [draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation)]
+    stride = [1] * nd if pointwise else _ints(draw, nd, 1, 3)
+    padding, pairs, _ = (0, [(0, 0)] * nd, None) if pointwise else _padding(draw, nd, kernel, dilation, allow_strings=False)
+    output_padding = [0 if pointwise else draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation)]
     lengths = []
     for (lo, hi), k, s, d, op in zip(pairs, kernel, stride, dilation, output_padding):
         # output (L-1)s - lo - hi + d(k-1) + op + 1 must be >= 1

@@ -56,15 +56,17 @@ def _check_layer(forward, backward, case, algorithm, seed):
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @settings(max_examples=examples(60))
-@given(case=conv_cases(max_extra=2), seed=st.integers(0, 2**32 - 1))
-def test_conv_gradients_numerically(algorithm, case, seed):
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_conv_gradients_numerically(algorithm, data, seed):
+    case = data.draw(conv_cases(max_extra=2, algorithm=algorithm))
     _check_layer(cg.conv, cg.conv_backward, case, algorithm, seed)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @settings(max_examples=examples(60))
-@given(case=transpose_cases(nds=(1, 2)), seed=st.integers(0, 2**32 - 1))
-def test_conv_transpose_gradients_numerically(algorithm, case, seed):
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_conv_transpose_gradients_numerically(algorithm, data, seed):
+    case = data.draw(transpose_cases(nds=(1, 2), algorithm=algorithm))
     _check_layer(cg.conv_transpose, cg.conv_transpose_backward, case, algorithm, seed)
 
 

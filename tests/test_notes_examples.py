@@ -7,7 +7,7 @@ Indices below are the notes' 1-based ones, translated to 0-based arrays by subtr
 
 import numpy as np
 import pytest
-from strategies import ALGORITHMS
+from strategies import GENERAL as ALGORITHMS  # the notes' examples: the algorithms that take every case
 
 import convgrad as cg
 from convgrad.gradcheck import rel_error

@@ -253,14 +253,15 @@ class ConvGeometry(_Window):
 
 
 
-def unpadded(x_shape, w_shape, stride, dilation, groups, dtype, out_size=None) -> ConvGeometry:
-    """A geometry for an internal, already padded, zero-padding convolution (no checks)."""
-    kernel = tuple(w_shape[2:])
+def plain_geometry(x_shape, w_shape, stride, dilation, groups, dtype, pads=None, out_size=None) -> ConvGeometry:
+    """A geometry for an internal zero-padded convolution of arrays already known to be valid (no checks)."""
+    kernel, lengths = tuple(w_shape[2:]), tuple(x_shape[2:])
+    pads = tuple(pads) if pads is not None else ((0, 0),) * len(kernel)
     if out_size is None:
-        out_size = tuple(output_length(n, 0, 0, k, s, d) for n, k, s, d in zip(x_shape[2:], kernel, stride, dilation))
+        out_size = tuple(output_length(n, lo, hi, k, s, d) for n, (lo, hi), k, s, d in zip(lengths, pads, kernel, stride, dilation))
     return ConvGeometry(
-        x_shape[0], x_shape[1], w_shape[0], groups, kernel, tuple(stride), tuple(dilation),
-        ((0, 0),) * len(kernel), tuple(x_shape[2:]), tuple(out_size), "zeros", np.dtype(dtype), np.dtype(dtype),
+        x_shape[0], x_shape[1], w_shape[0], groups, kernel, tuple(stride), tuple(dilation), pads, lengths,
+        tuple(out_size), "zeros", np.dtype(dtype), np.dtype(dtype),
     )
 
 
@@ -324,6 +325,26 @@ def _check_mode_padding(fn: str, mode: Any, pairs: Pairs, lengths: tuple[int, ..
     return mode
 
 
+_GEOMETRIES: dict = {}
+_CACHE_SIZE = 512
+
+
+def _memo(kind: str, arrays, options, build):
+    """The validated geometry for these array shapes and dtypes and these options, computed once.
+
+    Options are keyed by their repr, so ``stride=True`` never matches a cached ``stride=1``; a call
+    with an unhashable or new signature runs every check (and raises what they raise).
+    """
+    key = (kind, tuple(None if a is None else (a.shape, a.dtype.str) for a in arrays), repr(options))
+    cached = _GEOMETRIES.get(key)
+    if cached is None:
+        cached = build()
+        if len(_GEOMETRIES) >= _CACHE_SIZE:
+            _GEOMETRIES.clear()
+        _GEOMETRIES[key] = cached
+    return cached
+
+
 def conv_geometry(
     fn: str, x, weight, bias, stride, padding, dilation, groups, padding_mode,
     nd: int | None = None, allow_object: bool = False, dtype_of: tuple = (),
@@ -336,6 +357,12 @@ def conv_geometry(
     x = as_array(fn, "x", x, allow_object)
     weight = as_array(fn, "weight", weight, allow_object)
     bias = None if bias is None else as_array(fn, "bias", bias, allow_object)
+    g = _memo(fn, (x, weight, bias) + tuple(dtype_of), (stride, padding, dilation, groups, padding_mode, nd),
+              lambda: _conv_geometry(fn, x, weight, bias, stride, padding, dilation, groups, padding_mode, nd, dtype_of))
+    return g, _cast(x, g.dtype), _cast(weight, g.dtype), _cast(bias, g.dtype)
+
+
+def _conv_geometry(fn, x, weight, bias, stride, padding, dilation, groups, padding_mode, nd, dtype_of) -> ConvGeometry:
     nd = _spatial_dims(fn, x, nd)
     _check_weight(fn, x, weight, "(C_out, C_in // groups, *kernel)")
     groups = _check_groups(fn, groups, weight.shape[0], "out channels (weight.shape[0])")
@@ -354,11 +381,10 @@ def conv_geometry(
     check_kernel_fits(fn, lengths, kernel, dilations, pairs)
     out = tuple(output_length(*a) for a in zip(lengths, *zip(*pairs), kernel, strides, dilations))
     compute, result = float_dtypes(x, weight, bias, *dtype_of)
-    geometry = ConvGeometry(
+    return ConvGeometry(
         x.shape[0], x.shape[1], weight.shape[0], groups, kernel, strides, dilations, pairs, lengths, out, mode,
         compute, result,
     )
-    return geometry, _cast(x, compute), _cast(weight, compute), _cast(bias, compute)
 
 
 def transpose_geometry(
@@ -374,6 +400,12 @@ def transpose_geometry(
     x = as_array(fn, "x", x, allow_object)
     weight = as_array(fn, "weight", weight, allow_object)
     bias = None if bias is None else as_array(fn, "bias", bias, allow_object)
+    g = _memo(fn, (x, weight, bias) + tuple(dtype_of), (stride, padding, output_padding, dilation, groups),
+              lambda: _transpose_geometry(fn, x, weight, bias, stride, padding, output_padding, dilation, groups, dtype_of))
+    return g, _cast(x, g.dtype), _cast(weight, g.dtype), _cast(bias, g.dtype)
+
+
+def _transpose_geometry(fn, x, weight, bias, stride, padding, output_padding, dilation, groups, dtype_of) -> ConvGeometry:
     nd = _spatial_dims(fn, x, None)
     _check_weight(fn, x, weight, "(C_in, C_out // groups, *kernel)")
     groups = _check_groups(fn, groups, weight.shape[0], "in channels (weight.shape[0])")
@@ -404,11 +436,10 @@ def transpose_geometry(
             f"= {out} is not positive (input {lengths}, padding {pairs})"
         )
     compute, result = float_dtypes(x, weight, bias, *dtype_of)
-    geometry = ConvGeometry(
+    return ConvGeometry(
         x.shape[0], weight.shape[1] * groups, weight.shape[0], groups, kernel, strides, dilations, pairs,
         out, lengths, "zeros", compute, result,
     )
-    return geometry, _cast(x, compute), _cast(weight, compute), _cast(bias, compute)
 
 
 def _cast(array: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
@@ -457,6 +488,12 @@ def pool_geometry(
 ) -> tuple[PoolGeometry, np.ndarray]:
     """Validate a pooling call; x ``(N, C, *L)`` with as many spatial dims as the kernel."""
     x = as_array(fn, "x", x)
+    pg = _memo(fn, (x,) + tuple(dtype_of), (kernel_size, stride, padding, dilation, ceil_mode),
+               lambda: _pool_geometry(fn, x, kernel_size, stride, padding, dilation, ceil_mode, dtype_of))
+    return pg, x.astype(pg.dtype, copy=False)
+
+
+def _pool_geometry(fn, x, kernel_size, stride, padding, dilation, ceil_mode, dtype_of) -> PoolGeometry:
     nd = len(kernel_size) if isinstance(kernel_size, (tuple, list)) else None
     nd = _spatial_dims(fn, x, nd)
     kernel = int_tuple(fn, "kernel_size", kernel_size, nd)
@@ -474,5 +511,4 @@ def pool_geometry(
     reach = tuple((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in zip(out, strides, dilations, kernel))
     pairs = tuple((p, max(p, r - n - p)) for p, r, n in zip(pads, reach, lengths))
     compute, result = float_dtypes(x, *dtype_of)
-    geometry = PoolGeometry(kernel, strides, dilations, pads, pairs, lengths, out, compute, result)
-    return geometry, x.astype(compute, copy=False)
+    return PoolGeometry(kernel, strides, dilations, pads, pairs, lengths, out, compute, result)

@@ -21,27 +21,33 @@ def _slices(pg: PoolGeometry):
         yield k, (..., *offset_slices(offset, pg.stride, pg.dilation, pg.out_size))
 
 
-def _stack(xp: np.ndarray, pg: PoolGeometry) -> np.ndarray:
-    """Every window's elements in scan order: xp ``(N, C, *P)`` -> ``(K, N, C, *O)``."""
-    return np.stack([xp[index] for _, index in _slices(pg)])
-
-
 def _max_index(x: np.ndarray, pg: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
     """(index in the window ``(N, C, *O)``, maximum ``(N, C, *O)``) of each window, as PyTorch picks it.
 
     The first maximum in scan order wins a tie; a NaN beats every number and a later NaN beats an
-    earlier one (PyTorch's ``val > max || isnan(val)``); a window whose maximum is -inf keeps its
-    first element inside the input (padding is -inf but never chosen).
+    earlier one (PyTorch's ``val > max || isnan(val)``); padding (-inf) is never chosen while the window
+    holds an input element. Only element-wise arithmetic on whole slices is used: the maximum by
+    ``np.maximum`` over the K offsets, the index by a scan in reverse order (the last hit written is
+    the first in scan order), ``index += hit · (k − index)``.
     """
-    values = _stack(pad(x, pg.pads, value=-np.inf), pg)  # (K, N, C, *O)
-    index = np.argmax(values, axis=0)
-    nan = np.isnan(values)
+    xp = pad(x, pg.pads, value=-np.inf)
+    windows = [window for _, window in _slices(pg)]
+    views = [xp[window] for window in windows]
+    maximum = views[0].copy()
+    for view in views[1:]:
+        np.maximum(maximum, view, out=maximum)
+    padded = any(lo or hi for lo, hi in pg.pads)
+    inside = pad(np.ones((1, 1) + pg.in_size, dtype=bool), pg.pads, value=False) if padded else None
+    index = np.zeros(maximum.shape, dtype=np.int16 if len(views) < 2**15 else np.intp)
+    for k in range(len(views) - 1, -1, -1):
+        hit = views[k] == maximum
+        if padded:
+            hit &= inside[windows[k]]
+        index += hit * (k - index)
+    nan = np.isnan(maximum)
     if nan.any():
-        last_nan = nan.shape[0] - 1 - np.argmax(nan[::-1], axis=0)
-        index = np.where(nan.any(axis=0), last_nan, index)
-    inside = _stack(pad(np.ones((1, 1) + pg.in_size, dtype=bool), pg.pads, value=False), pg)  # (K, 1, 1, *O)
-    maximum = np.take_along_axis(values, index[None], axis=0)[0]
-    index = np.where(maximum == -np.inf, np.argmax(inside, axis=0), index)
+        for k, view in enumerate(views):  # ascending: the last NaN of a window is written last
+            index += np.isnan(view) * (k - index)
     return index, maximum
 
 
@@ -86,7 +92,7 @@ def max_pool_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, ce
     index, _ = _max_index(x, pg)
     dxp = np.zeros(x.shape[:2] + pg.padded_size, dtype=pg.dtype)
     for k, window in _slices(pg):
-        dxp[window] += np.where(index == k, dy, 0)
+        dxp[window] += dy * (index == k)
     return pad_backward(dxp, pg.pads, "zeros", pg.in_size).astype(pg.result_dtype, copy=False)
 
 

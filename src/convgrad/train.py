@@ -162,7 +162,7 @@ class Trainer:
             kept = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path else ""
             raise TrainingDiverged(f"loss became {loss} in epoch {p.epoch + 1} at step {p.step + 1}{kept}")
         self.optimizer.zero_grad()
-        self.model.backward(self.loss_fn.backward())
+        self.model.backward(self.loss_fn.backward(), input_grad=False)
         self.optimizer.step()
         p.step += 1
         p.loss_sum += loss * len(yb)

@@ -9,7 +9,6 @@ from the same two algorithm entry points, with the roles of forward and backward
 from __future__ import annotations
 
 from .._args import as_array, conv_geometry, grad_output, transpose_geometry, wants_bias
-from .._padding import pad, pad_backward
 from .base import add_bias, bias_grad
 from .dispatch import select
 
@@ -22,8 +21,7 @@ def _conv(fn, x, weight, bias, stride, padding, dilation, groups, padding_mode, 
     g, x, weight, bias = conv_geometry(
         fn, x, weight, bias, stride, padding, dilation, groups, padding_mode, nd, allow_object
     )
-    chosen = select(fn, algorithm, g)
-    y = chosen.forward(pad(x, g.pads, g.padding_mode), weight, bias, g)
+    y = select(fn, algorithm, g).forward(x, weight, bias, g)
     return y.astype(g.result_dtype, copy=False)
 
 
@@ -106,16 +104,18 @@ def conv_backward(
     >>> dx, dw, db
     (array([[[1., 3., 3., 2.]]]), array([[[3., 6.]]]), array([3.]))
     """
-    fn = "conv_backward"
+    return backward_pass("conv_backward", dy, x, weight, stride, padding, dilation, groups, padding_mode, bias, algorithm)
+
+
+def backward_pass(fn, dy, x, weight, stride, padding, dilation, groups, padding_mode, bias, algorithm, need_dx=True):
+    """:func:`conv_backward`, optionally without dx (None): a network's first layer needs no input gradient."""
     dy = as_array(fn, "dy", dy)
     g, x, weight, _ = conv_geometry(
         fn, x, weight, None, stride, padding, dilation, groups, padding_mode, dtype_of=(dy,)
     )
     need_db = wants_bias(fn, bias, g.out_channels)
     dy = grad_output(fn, dy, g.y_shape, g.dtype)
-    chosen = select(fn, algorithm, g)
-    dxp, dw, db = chosen.backward(dy, pad(x, g.pads, g.padding_mode), weight, g, True, True, need_db)
-    dx = pad_backward(dxp, g.pads, g.padding_mode, g.in_size)
+    dx, dw, db = select(fn, algorithm, g).backward(dy, x, weight, g, need_dx, True, need_db)
     return _cast(dx, g.result_dtype), _cast(dw, g.result_dtype), _cast(db, g.result_dtype)
 
 
@@ -138,10 +138,8 @@ def conv_transpose(
     """
     fn = "conv_transpose"
     g, x, weight, bias = transpose_geometry(fn, x, weight, bias, stride, padding, output_padding, dilation, groups)
-    chosen = select(fn, algorithm, g)
-    yp, _, _ = chosen.backward(x, None, weight, g, need_dx=True, need_dw=False, need_db=False)
-    y = add_bias(pad_backward(yp, g.pads, "zeros", g.in_size), bias)
-    return y.astype(g.result_dtype, copy=False)
+    y, _, _ = select(fn, algorithm, g).backward(x, None, weight, g, need_dx=True, need_dw=False, need_db=False)
+    return add_bias(y, bias).astype(g.result_dtype, copy=False)
 
 
 def conv_transpose_backward(
@@ -158,7 +156,13 @@ def conv_transpose_backward(
     >>> dx, dw, db
     (array([[[111., 111.]]]), array([[[3., 3., 3.]]]), array([5.]))
     """
-    fn = "conv_transpose_backward"
+    return transpose_backward_pass("conv_transpose_backward", dy, x, weight, stride, padding, output_padding, dilation,
+                                   groups, bias, algorithm)
+
+
+def transpose_backward_pass(fn, dy, x, weight, stride, padding, output_padding, dilation, groups, bias, algorithm,
+                            need_dx=True):
+    """:func:`conv_transpose_backward`, optionally without dx (None)."""
     dy = as_array(fn, "dy", dy)
     g, x, weight, _ = transpose_geometry(
         fn, x, weight, None, stride, padding, output_padding, dilation, groups, dtype_of=(dy,)
@@ -166,8 +170,8 @@ def conv_transpose_backward(
     need_db = wants_bias(fn, bias, g.in_channels)
     dy = grad_output(fn, dy, g.x_shape, g.dtype)
     chosen = select(fn, algorithm, g)
-    dyp = pad(dy, g.pads)  # the transposed output, padded: the input of the underlying convolution
-    dx = chosen.forward(dyp, weight, None, g)
-    _, dw, _ = chosen.backward(x, dyp, weight, g, need_dx=False, need_dw=True, need_db=False)
+    # the transposed output is the input of the underlying convolution, whose output is x
+    dx = chosen.forward(dy, weight, None, g) if need_dx else None
+    _, dw, _ = chosen.backward(x, dy, weight, g, need_dx=False, need_dw=True, need_db=False)
     db = bias_grad(dy) if need_db else None
     return _cast(dx, g.result_dtype), _cast(dw, g.result_dtype), _cast(db, g.result_dtype)

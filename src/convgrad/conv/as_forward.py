@@ -17,57 +17,41 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._args import unpadded
-from .._padding import pad
-from .base import Algorithm, bias_grad, grouped
+from .._args import plain_geometry
+from .base import Algorithm, bias_grad, padded
 from .gemm import ALGORITHM as GEMM
-
-
-def dilate(dy: np.ndarray, stride) -> np.ndarray:
-    """Insert ``s - 1`` zeros between neighbouring entries of each spatial dim: ``(N, C, *O) -> (N, C, *((O-1)s+1))``."""
-    shape = dy.shape[:2] + tuple((n - 1) * s + 1 for n, s in zip(dy.shape[2:], stride))
-    out = np.zeros(shape, dtype=dy.dtype)
-    out[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)] = dy
-    return out
+from .gemm import input_grad_as_correlation
 
 
 def input_grad(dy: np.ndarray, w: np.ndarray, g) -> np.ndarray:
-    """dxp ``(N, C_in, *P)`` = pad(dilate(dy)) ∗ rot180(W), one forward convolution with groups G."""
-    dyd = dilate(dy, g.stride)
-    full = [d * (k - 1) for k, d in zip(g.kernel, g.dilation)]  # 'full' correlation padding
-    pads = tuple((f, p - n) for f, p, n in zip(full, g.padded_size, dyd.shape[2:]))  # output length = P
-    dyp = pad(dyd, pads)  # (N, C_out, *(P + d(k-1)))
-    flip = (slice(None), slice(None)) + (slice(None, None, -1),) * g.nd
-    rotated = grouped(w, g.groups).swapaxes(1, 2)  # (G, C_in/G, C_out/G, *k)
-    rotated = rotated.reshape((g.in_channels, g.out_channels // g.groups) + g.kernel)[flip]
-    inner = unpadded(dyp.shape, rotated.shape, (1,) * g.nd, g.dilation, g.groups, g.dtype)
-    return GEMM.forward(dyp, rotated, None, inner)
+    """dx ``(N, C_in, *L)``: pad(dilate(dy)) ∗ rot180(W), one forward convolution (see the gemm module)."""
+    return input_grad_as_correlation(dy, w, g)
 
 
-def weight_grad(dy: np.ndarray, xp: np.ndarray, g) -> np.ndarray:
+def weight_grad(dy: np.ndarray, x: np.ndarray, g) -> np.ndarray:
     """dw ``(C_out, C_in/G, *k)`` = x ⋆ dy: one forward convolution with dy as the filter.
 
     The in-group input channels play the batch, the images play the channels:
-    input ``(C_in/G, G*N, *P)``, filter ``(C_out, N, *O)``, groups G, stride d, dilation s.
+    input ``(C_in/G, G·N, *P)``, filter ``(C_out, N, *O)``, groups G, stride d, dilation s.
     """
     n, cig = g.batch, g.in_channels // g.groups
-    images = xp.reshape((n, g.groups, cig) + g.padded_size)
+    images = padded(x, g).reshape((n, g.groups, cig) + g.padded_size)
     images = images.transpose((2, 1, 0) + tuple(range(3, images.ndim))).reshape((cig, g.groups * n) + g.padded_size)
-    filters = dy.swapaxes(0, 1)  # (C_out, N, *O)
-    inner = unpadded(images.shape, filters.shape, g.dilation, g.stride, g.groups, g.dtype, out_size=g.kernel)
+    filters = np.ascontiguousarray(dy.swapaxes(0, 1))  # (C_out, N, *O)
+    inner = plain_geometry(images.shape, filters.shape, g.dilation, g.stride, g.groups, g.dtype, out_size=g.kernel)
     return np.ascontiguousarray(GEMM.forward(images, filters, None, inner).swapaxes(0, 1))
 
 
 class AsForward(Algorithm):
     name = "as_forward"
 
-    def forward(self, xp, w, b, g):
-        return GEMM.forward(xp, w, b, g)
+    def forward(self, x, w, b, g):
+        return GEMM.forward(x, w, b, g)
 
-    def backward(self, dy, xp, w, g, need_dx=True, need_dw=True, need_db=True):
+    def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True):
         return (
             input_grad(dy, w, g) if need_dx else None,
-            weight_grad(dy, xp, g) if need_dw else None,
+            weight_grad(dy, x, g) if need_dw else None,
             bias_grad(dy) if need_db else None,
         )
 

@@ -1,12 +1,15 @@
 """What every convolution algorithm provides, and the pieces all of them share.
 
-An algorithm works on an already padded input ``xp (N, C_in, *P)`` with zero implicit padding; the
-public functions do the padding (any ``padding_mode``) and its adjoint around it. It provides
+An algorithm receives the unpadded input x ``(N, C_in, *L)`` and the validated geometry ``g`` (which
+holds the padding and padding mode), and provides
 
-- ``forward(xp, w, b, g) -> y``: y ``(N, C_out, *g.out_size)``;
-- ``backward(dy, xp, w, g, need_dx, need_dw, need_db) -> (dxp, dw, db)``: dxp ``(N, C_in, *P)``,
-  dw like w, db ``(C_out,)``; a part not asked for is None (and ``xp`` may then be None too);
+- ``forward(x, w, b, g) -> y``: y ``(N, C_out, *g.out_size)``;
+- ``backward(dy, x, w, g, need_dx, need_dw, need_db) -> (dx, dw, db)``: dx like x, dw like w, db
+  ``(C_out,)``; a part not asked for is None (and ``x`` may then be None too);
 - ``supports(g) -> str | None``: None, or the reason it cannot handle geometry ``g``.
+
+Padding and its adjoint (the gradient of padding) come from ``convgrad._padding`` whichever
+algorithm runs, so every padding mode means the same thing everywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._args import ConvGeometry
+from .._padding import pad, pad_backward
 
 
 class Algorithm:
@@ -24,14 +28,24 @@ class Algorithm:
     def supports(self, g: ConvGeometry) -> str | None:
         return None
 
-    def forward(self, xp, w, b, g: ConvGeometry) -> np.ndarray:
+    def forward(self, x, w, b, g: ConvGeometry) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, dy, xp, w, g: ConvGeometry, need_dx=True, need_dw=True, need_db=True):
+    def backward(self, dy, x, w, g: ConvGeometry, need_dx=True, need_dw=True, need_db=True):
         raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<convgrad algorithm {self.name!r}>"
+
+
+def padded(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
+    """x ``(N, C, *L)`` padded as ``g`` says: ``(N, C, *P)``."""
+    return pad(x, g.pads, g.padding_mode)
+
+
+def unpadded(dxp: np.ndarray, g: ConvGeometry) -> np.ndarray:
+    """The gradient of the padded input ``(N, C, *P)`` mapped back to x ``(N, C, *L)``."""
+    return pad_backward(dxp, g.pads, g.padding_mode, g.in_size)
 
 
 def add_bias(y: np.ndarray, b: np.ndarray | None) -> np.ndarray:
@@ -49,3 +63,13 @@ def bias_grad(dy: np.ndarray) -> np.ndarray:
 def grouped(w: np.ndarray, groups: int) -> np.ndarray:
     """Weight ``(C_out, C_in/G, *k)`` as ``(G, C_out/G, C_in/G, *k)``: one block per group."""
     return w.reshape((groups, w.shape[0] // groups) + w.shape[1:])
+
+
+def dilate(dy: np.ndarray, stride) -> np.ndarray:
+    """Insert ``s − 1`` zeros between neighbouring entries of each spatial dim: ``(N, C, *O) -> (N, C, *((O−1)s+1))``."""
+    if all(s == 1 for s in stride):
+        return dy
+    shape = dy.shape[:2] + tuple((n - 1) * s + 1 for n, s in zip(dy.shape[2:], stride))
+    out = np.zeros(shape, dtype=dy.dtype)
+    out[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)] = dy
+    return out

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from .._args import ConvGeometry
-from . import as_forward, gemm, naive
+from . import as_forward, depthwise, gemm, naive, pointwise
 from .base import Algorithm
 
 ALGORITHMS: dict[str, Algorithm] = {
-    a.name: a for a in (naive.ALGORITHM, gemm.ALGORITHM, as_forward.ALGORITHM)
+    a.name: a for a in (naive.ALGORITHM, gemm.ALGORITHM, as_forward.ALGORITHM, pointwise.ALGORITHM,
+                        depthwise.ALGORITHM)
 }
 ALGORITHM_NAMES = ("auto",) + tuple(ALGORITHMS)
-AUTO_ORDER = ("gemm", "as_forward", "naive")  # preference of "auto" for numeric arrays
+AUTO_ORDER = ("pointwise", "depthwise", "gemm", "as_forward", "naive")  # preference of "auto" for numbers
 
 
 def choose(g: ConvGeometry) -> Algorithm:
@@ -33,3 +34,16 @@ def select(fn: str, name: object, g: ConvGeometry) -> Algorithm:
     if reason is not None:
         raise ValueError(f"{fn}: algorithm={name!r} cannot handle this case: {reason}")
     return algorithm
+
+
+def describe(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") -> str:
+    """The name of the algorithm ``algorithm="auto"`` picks for this convolution (same arguments as conv).
+
+    >>> import numpy as np
+    >>> describe(np.ones((1, 2, 8, 8), np.float32), np.ones((3, 2, 3, 3), np.float32))
+    'gemm'
+    """
+    from .._args import conv_geometry
+
+    g = conv_geometry("describe", x, weight, bias, stride, padding, dilation, groups, padding_mode)[0]
+    return choose(g).name

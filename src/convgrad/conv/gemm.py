@@ -1,16 +1,28 @@
 """``algorithm="gemm"``: im2col + one matrix multiply per group (BLAS), col2im by strided ``+=``.
 
-The im2col matrix of one image is ``(C_in * K, P)``, K = prod(kernel), P = prod(out_size): row
-``(c, offset)`` holds, for every output position, the input element that kernel ``offset`` of channel c
-meets there. It is built by a loop over the K kernel offsets, each one strided slice copy of the whole
-batch (no fancy indexing, no per-pixel Python). The rows of one group are contiguous, so per group
+The input is first copied, padded, into a channel-major layout: ``(C_in, N, *P)`` ("images inside")
+or ``(C_in, *P, N)`` ("images innermost"). For a chunk of the work the im2col matrix is
+``cols (C_in·K, columns)``, K = prod(kernel), one column per (image, output position) of the chunk:
+row ``(c, offset)`` holds the input element that kernel ``offset`` of channel c meets there. It is
+built by a loop over the K kernel offsets, each one strided slice copy (no fancy indexing, no
+per-pixel Python). The rows of one group are contiguous, so per group and chunk there is a single
+large matrix product:
 
-    y_g = W_g (C_out/G, C_in/G*K) @ cols_g (C_in/G*K, P)
-    dW_g = Σ_n dy_g (C_out/G, P) @ cols_gᵀ (P, C_in/G*K)
-    dcols_g = W_gᵀ (C_in/G*K, C_out/G) @ dy_g (C_out/G, P), then col2im: dxp[offset slices] += dcols
+    y_g   = W_g (C_out/G, C_in/G·K)  @ cols_g  (C_in/G·K, columns)
+    dW_g += dy_g (C_out/G, columns)  @ cols_gᵀ (columns, C_in/G·K)
+    dcols_g = W_gᵀ (C_in/G·K, C_out/G) @ dy_g (C_out/G, columns),  then col2im: dxc[offset slices] += dcols
 
-Temporary buffers respect the workspace limit (:func:`convgrad.get_workspace_limit`): the batch is
-processed in chunks, and an image too large on its own in bands of output rows.
+The layout is chosen for long copies: each kernel offset copies runs of one output row (images
+inside) or of one output row times the batch (images innermost, which wins for short rows and for
+strides above 1, at the price of an element-wise transpose of the input and output).
+
+For a stride-1 convolution whose padded input is not much larger than its output, the input
+gradient is computed instead as the notes derive it: a forward correlation of the padded dy with the
+rotated kernel (another im2col and product, no col2im); :func:`correlate_input_grad` decides.
+
+Chunks are sized to stay in cache (``CHUNK_BYTES`` of im2col per chunk) and never exceed the
+workspace limit (:func:`convgrad.get_workspace_limit`). Scratch buffers are reused across chunks and
+calls, and the copies are split across cores by channel.
 """
 
 from __future__ import annotations
@@ -20,14 +32,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._args import plain_geometry
 from .._config import get_workspace_limit
+from .._padding import pad
+from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
-from .base import Algorithm, add_bias, bias_grad
+from .._workspace import scratch
+from .base import Algorithm, bias_grad, dilate, grouped, unpadded
+
+CHUNK_BYTES = 8 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
+SHORT_ROW = 24  # output rows shorter than this (or strided) are copied with the images innermost
+SLOT_INPUT, SLOT_GRAD_OUTPUT, SLOT_COLS, SLOT_DCOLS, SLOT_DINPUT, SLOT_OUTPUT = range(6)
 
 
 @dataclass(frozen=True)
 class Tile:
-    """A piece of the work: some images, a band of output rows (first spatial dim), the rows they read."""
+    """A piece of the work: images ``batch`` × output rows ``rows`` (first spatial dim), reading input rows ``inputs``."""
 
     batch: slice
     rows: slice
@@ -39,101 +59,251 @@ class Tile:
         return self.batch.stop - self.batch.start
 
     @property
-    def x_index(self) -> tuple[slice, slice, slice]:
-        return (self.batch, slice(None), self.inputs)
-
-    @property
-    def y_index(self) -> tuple[slice, slice, slice]:
-        return (self.batch, slice(None), self.rows)
+    def columns(self) -> int:
+        """Columns of this tile's im2col matrix: images × output positions."""
+        return self.count * math.prod(self.out_size)
 
 
-def row_bytes(g) -> int:
-    """Bytes of the im2col matrix for one image and one output row: ``C_in * K * prod(out[1:])``."""
-    return g.in_channels * math.prod(g.kernel) * math.prod(g.out_size[1:]) * g.dtype.itemsize
+@dataclass(frozen=True)
+class Layout:
+    """Where the images go in a channel-major array: after the channels (``inside``) or last."""
+
+    innermost: bool
+    nd: int
+
+    def shape(self, channels: int, batch: int, spatial) -> tuple[int, ...]:
+        return (channels,) + tuple(spatial) + (batch,) if self.innermost else (channels, batch) + tuple(spatial)
+
+    def index(self, channels, batch, spatial) -> tuple:
+        """Index of (channel slice, image slice, spatial slices) in this layout."""
+        return (channels,) + tuple(spatial) + (batch,) if self.innermost else (channels, batch) + tuple(spatial)
+
+    def arrange(self, array: np.ndarray, target: np.ndarray, channels: slice) -> None:
+        """Copy ``array (N, C, *S)``'s channels into ``target`` (this layout)."""
+        source = array[:, channels]
+        target[channels] = source.transpose(tuple(range(1, source.ndim)) + (0,)) if self.innermost else source.swapaxes(0, 1)
+
+    def restore(self, array: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """``target (N, C, *S)`` from ``array`` (this layout), split over cores along C."""
+        def job(c: slice) -> None:
+            source = array[c]
+            target[:, c] = source.transpose((source.ndim - 1,) + tuple(range(source.ndim - 1))) if self.innermost else source.swapaxes(0, 1)
+
+        over_channels(job, target.shape[1], target.size)
+        return target
 
 
-def tiles(g, bytes_per_row: int) -> list[Tile]:
-    """Split the work into tiles whose buffers (``bytes_per_row`` per image and output row) fit the limit."""
-    limit, rows = get_workspace_limit(), g.out_size[0]
-    per_image = max(1, bytes_per_row * rows)
-    if per_image <= limit:
+def choose_layout(g) -> Layout:
+    """Images innermost for short or strided output rows, with a batch to make the runs long."""
+    short = g.stride[-1] > 1 or g.out_size[-1] < SHORT_ROW
+    return Layout(innermost=short and g.batch > 1, nd=g.nd)
+
+
+def tiles(g, layout: Layout, buffers: int = 1) -> list[Tile]:
+    """Split the work into tiles whose ``buffers`` im2col-sized buffers fit a chunk.
+
+    Images inside: chunks of whole images (bands of rows for an image too large on its own). Images
+    innermost: bands of output rows over the whole batch, so that every copied run spans the batch.
+    """
+    row_bytes = buffers * g.in_channels * math.prod(g.kernel) * math.prod(g.out_size[1:]) * g.dtype.itemsize
+    limit, rows = min(CHUNK_BYTES, get_workspace_limit()), g.out_size[0]
+    per_image = max(1, row_bytes * rows)
+    everything = slice(0, g.batch)
+    if not layout.innermost and per_image <= limit:
         step = limit // per_image
-        return [
-            Tile(slice(i, min(i + step, g.batch)), slice(0, rows), slice(None), g.out_size)
-            for i in range(0, g.batch, step)
-        ]
-    band = max(1, limit // max(1, bytes_per_row))
+        return [Tile(slice(i, min(i + step, g.batch)), slice(0, rows), slice(None), g.out_size)
+                for i in range(0, g.batch, step)]
+    images = g.batch if layout.innermost else 1
+    band = max(1, limit // max(1, row_bytes * images))
     s, d, k = g.stride[0], g.dilation[0], g.kernel[0]
+    batches = [everything] if layout.innermost else [slice(n, n + 1) for n in range(g.batch)]
     return [
-        Tile(slice(n, n + 1), slice(r, r1), slice(r * s, (r1 - 1) * s + d * (k - 1) + 1), (r1 - r,) + g.out_size[1:])
-        for n in range(g.batch)
+        Tile(b, slice(r, r1), slice(r * s, (r1 - 1) * s + d * (k - 1) + 1), (r1 - r,) + g.out_size[1:])
+        for b in batches
         for r, r1 in ((r, min(rows, r + band)) for r in range(0, rows, band))
     ]
 
 
-def _workspace(plan: list[Tile], g, copies: int) -> np.ndarray:
-    """One flat buffer for ``copies`` im2col-sized matrices of the largest tile, reused across tiles."""
-    largest = max((t.batch.stop - t.batch.start) * math.prod(t.out_size) for t in plan)
-    return np.empty(copies * largest * g.in_channels * math.prod(g.kernel), dtype=g.dtype)
+def arranged(x: np.ndarray, g, layout: Layout, slot: int = SLOT_INPUT) -> np.ndarray:
+    """x ``(N, C, *L)`` padded as ``g`` says, in ``layout``, in one copy (split over cores by channel)."""
+    shape = layout.shape(x.shape[1], x.shape[0], g.padded_size)
+    xc = scratch(math.prod(shape), g.dtype, slot).reshape(shape)
+    if g.padding_mode != "zeros":
+        x, centre = pad(x, g.pads, g.padding_mode), (slice(None),) * g.nd
+    else:
+        centre = tuple(slice(lo, lo + n) for (lo, _), n in zip(g.pads, g.in_size))
+    everything = slice(None)
+
+    def job(c: slice) -> None:
+        if g.padding_mode == "zeros":  # zero the borders only
+            for dim, ((lo, _), n) in enumerate(zip(g.pads, g.in_size)):
+                before = (everything,) * dim
+                after = (everything,) * (g.nd - dim - 1)
+                xc[layout.index(c, everything, before + (slice(0, lo),) + after)] = 0
+                xc[layout.index(c, everything, before + (slice(lo + n, None),) + after)] = 0
+        layout.arrange(x, xc[layout.index(everything, everything, centre)], c)
+
+    over_channels(job, shape[0], xc.size)
+    return xc
 
 
-def im2col(xp: np.ndarray, g, out_size, buffer: np.ndarray) -> np.ndarray:
-    """xp ``(n, C_in, *P)`` -> cols ``(n, C_in, *k, *out_size)``, written into ``buffer``."""
-    shape = xp.shape[:2] + g.kernel + tuple(out_size)
-    cols = buffer[: math.prod(shape)].reshape(shape)
-    for offset in kernel_offsets(g.kernel):
-        cols[(slice(None), slice(None)) + offset] = xp[(..., *offset_slices(offset, g.stride, g.dilation, out_size))]
-    return cols
+def _windows(g, t: Tile, layout: Layout) -> list:
+    """(kernel offset, index of the input it meets in the tile) for every offset, in scan order."""
+    return [(offset, layout.index(slice(None), slice(None), offset_slices(offset, g.stride, g.dilation, t.out_size)))
+            for offset in kernel_offsets(g.kernel)]
 
 
-def col2im(dcols: np.ndarray, dxp: np.ndarray, g, out_size) -> None:
-    """Adjoint of :func:`im2col`: dcols ``(n, C_in, *k, *out_size)`` added into dxp ``(n, C_in, *P)``."""
-    for offset in kernel_offsets(g.kernel):
-        dxp[(..., *offset_slices(offset, g.stride, g.dilation, out_size))] += dcols[(slice(None), slice(None)) + offset]
+def im2col(xc: np.ndarray, g, t: Tile, layout: Layout, slot: int = SLOT_COLS) -> np.ndarray:
+    """The tile's input (``xc`` restricted to the tile) -> cols ``(G, C_in/G·K, columns)`` in a scratch buffer."""
+    cols_shape = (xc.shape[0],) + g.kernel + layout.shape(1, t.count, t.out_size)[1:]
+    cols = scratch(math.prod(cols_shape), g.dtype, slot).reshape(cols_shape)
+    windows = _windows(g, t, layout)
+
+    def job(c: slice) -> None:
+        for offset, index in windows:
+            cols[(c,) + offset] = xc[(c,) + index[1:]]
+
+    over_channels(job, cols_shape[0], cols.size)
+    return cols.reshape(g.groups, -1, t.columns)
+
+
+def col2im(dcols: np.ndarray, dxc: np.ndarray, g, t: Tile, layout: Layout) -> None:
+    """Adjoint of :func:`im2col`: dcols ``(G, C_in/G·K, columns)`` added into the tile's dxc."""
+    dcols = dcols.reshape((dxc.shape[0],) + g.kernel + layout.shape(1, t.count, t.out_size)[1:])
+    windows = _windows(g, t, layout)
+
+    def job(c: slice) -> None:
+        for offset, index in windows:
+            dxc[(c,) + index[1:]] += dcols[(c,) + offset]
+
+    over_channels(job, dxc.shape[0], dcols.size)
+
+
+def _tile_input(xc: np.ndarray, t: Tile, layout: Layout, nd: int) -> np.ndarray:
+    return xc[layout.index(slice(None), t.batch, (t.inputs,) + (slice(None),) * (nd - 1))]
+
+
+def _tile_output(yc: np.ndarray, t: Tile, layout: Layout, nd: int) -> np.ndarray:
+    return yc[layout.index(slice(None), t.batch, (t.rows,) + (slice(None),) * (nd - 1))]
 
 
 def grouped_matrix(w: np.ndarray, g) -> np.ndarray:
-    """Weight ``(C_out, C_in/G, *k)`` as one matrix per group: ``(G, C_out/G, C_in/G*K)``."""
+    """Weight ``(C_out, C_in/G, *k)`` as one matrix per group: ``(G, C_out/G, C_in/G·K)``."""
     return w.reshape(g.groups, g.out_channels // g.groups, g.in_channels // g.groups * math.prod(g.kernel))
+
+
+def owned(a: np.ndarray) -> np.ndarray:
+    """``a`` if it owns its memory, else a C-ordered copy: a scratch buffer must never reach the caller."""
+    return a if a.base is None else a.copy()
+
+
+def _as_matrix(part: np.ndarray, groups: int, columns: int) -> np.ndarray:
+    """A tile of a channel-major array as ``(G, C/G, columns)``: a view when its memory allows."""
+    return part.reshape(groups, part.shape[0] // groups, columns)
+
+
+def _writes_through(part: np.ndarray, groups: int, columns: int) -> bool:
+    """Whether :func:`_as_matrix` of ``part`` is a view (so a product can be written straight into it)."""
+    try:
+        part.view().shape = (groups, part.shape[0] // groups, columns)
+        return True
+    except AttributeError:
+        return False
+
+
+def correlate_input_grad(g) -> bool:
+    """Whether dx is cheaper as a correlation of the padded dy (stride 1) than by col2im.
+
+    The correlation's im2col has C_out·K rows over the padded grid P; col2im reads a C_in·K by O
+    matrix and adds it into dx K times. Measured on the benchmark suite, the correlation wins while
+    its matrix is at most about 1.3 times col2im's.
+    """
+    if any(s > 1 for s in g.stride):
+        return False
+    return g.out_channels * math.prod(g.padded_size) <= 1.3 * g.in_channels * math.prod(g.out_size)
+
+
+def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g) -> np.ndarray:
+    """dx ``(N, C_in, *L)`` = pad(dilate(dy)) ∗ rot180(W): the input gradient as one forward correlation.
+
+    dy is dilated by the stride (s − 1 zeros between entries) and zero-padded by d·(k − 1) (more at the
+    end for input rows no window reached); the kernel is rotated by 180° with its in/out channels
+    swapped per group. The result is the padded input's gradient; the padding's adjoint maps it to x.
+    """
+    dy = dilate(dy, g.stride)
+    full = [d * (k - 1) for k, d in zip(g.kernel, g.dilation)]
+    pads = tuple((f, p - n) for f, p, n in zip(full, g.padded_size, dy.shape[2:]))  # output length = P
+    flip = (slice(None), slice(None)) + (slice(None, None, -1),) * g.nd
+    rotated = grouped(w, g.groups).swapaxes(1, 2)  # (G, C_in/G, C_out/G, *k)
+    rotated = np.ascontiguousarray(rotated.reshape((g.in_channels, g.out_channels // g.groups) + g.kernel)[flip])
+    inner = plain_geometry(dy.shape, rotated.shape, (1,) * g.nd, g.dilation, g.groups, g.dtype, pads, g.padded_size)
+    return owned(unpadded(forward(dy, rotated, None, inner), g))
+
+
+def forward(x, w, b, g) -> np.ndarray:
+    """x ``(N, C_in, *L)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``."""
+    W = grouped_matrix(w, g)  # (G, C_out/G, C_in/G·K)
+    layout = choose_layout(g)
+    xc = arranged(x, g, layout)
+    yc_shape = layout.shape(g.out_channels, g.batch, g.out_size)
+    yc = scratch(math.prod(yc_shape), g.dtype, SLOT_OUTPUT).reshape(yc_shape)
+    for t in tiles(g, layout):
+        cols = im2col(_tile_input(xc, t, layout, g.nd), g, t, layout)
+        target = _tile_output(yc, t, layout, g.nd)
+        if _writes_through(target, g.groups, t.columns):
+            np.matmul(W, cols, out=_as_matrix(target, g.groups, t.columns))
+        else:
+            target[...] = np.matmul(W, cols).reshape(target.shape)
+    y = layout.restore(yc, np.empty(g.y_shape, dtype=g.dtype))
+    if b is not None:
+        y += b.reshape((1, -1) + (1,) * g.nd)
+    return y
+
+
+def products(dy, x, w, g, need_dx: bool, need_dw: bool):
+    """(dx by col2im or None, dw or None): the backward's matrix products over the im2col matrix."""
+    W = grouped_matrix(w, g)
+    layout = choose_layout(g)
+    dyc_shape = layout.shape(g.out_channels, g.batch, g.out_size)
+    dyc = scratch(math.prod(dyc_shape), g.dtype, SLOT_GRAD_OUTPUT).reshape(dyc_shape)
+    over_channels(lambda c: layout.arrange(dy, dyc, c), g.out_channels, dyc.size)
+    xc = arranged(x, g, layout) if need_dw else None
+    dxc = None
+    if need_dx:
+        dxc_shape = layout.shape(g.in_channels, g.batch, g.padded_size)
+        dxc = scratch(math.prod(dxc_shape), g.dtype, SLOT_DINPUT).reshape(dxc_shape)
+        over_channels(lambda c: dxc[c].fill(0), dxc.shape[0], dxc.size)
+    dW = np.zeros(W.shape, dtype=g.dtype) if need_dw else None
+    for t in tiles(g, layout, int(need_dx) + int(need_dw)):
+        dY = _as_matrix(_tile_output(dyc, t, layout, g.nd), g.groups, t.columns)  # (G, C_out/G, columns)
+        if need_dw:
+            dW += np.matmul(dY, im2col(_tile_input(xc, t, layout, g.nd), g, t, layout).swapaxes(-1, -2))
+        if need_dx:
+            shape = (g.groups, W.shape[2], t.columns)
+            dcols = np.matmul(W.swapaxes(-1, -2), dY, out=scratch(math.prod(shape), g.dtype, SLOT_DCOLS).reshape(shape))
+            col2im(dcols, _tile_input(dxc, t, layout, g.nd), g, t, layout)
+    dx = None
+    if need_dx:
+        dxp = layout.restore(dxc, np.empty((g.batch, g.in_channels) + g.padded_size, dtype=g.dtype))
+        dx = owned(unpadded(dxp, g))
+    return dx, (dW.reshape(w.shape) if need_dw else None)
 
 
 class Gemm(Algorithm):
     name = "gemm"
 
-    def forward(self, xp, w, b, g):
-        """xp ``(N, C_in, *P)``, w ``(C_out, C_in/G, *k)`` -> y ``(N, C_out, *O)``."""
-        W = grouped_matrix(w, g)  # (G, C_out/G, C_in/G*K)
-        y = np.empty(g.y_shape, dtype=g.dtype)
-        plan = tiles(g, row_bytes(g))
-        buffer = _workspace(plan, g, 1) if plan else None
-        for t in plan:
-            cols = im2col(xp[t.x_index], g, t.out_size, buffer)
-            product = np.matmul(W, cols.reshape(t.count, g.groups, W.shape[2], math.prod(t.out_size)))  # (n, G, C_out/G, P_t)
-            y[t.y_index] = product.reshape((t.count, g.out_channels) + t.out_size)
-        return add_bias(y, b)
+    def forward(self, x, w, b, g):
+        return forward(x, w, b, g)
 
-    def backward(self, dy, xp, w, g, need_dx=True, need_dw=True, need_db=True):
-        """dy ``(N, C_out, *O)`` -> dxp ``(N, C_in, *P)``, dw like w, db ``(C_out,)``."""
-        W = grouped_matrix(w, g)
-        dxp = np.zeros(g.padded_shape, dtype=g.dtype) if need_dx else None
-        dW = np.zeros(W.shape, dtype=g.dtype) if need_dw else None
-        copies = int(need_dx) + int(need_dw)
-        plan = tiles(g, row_bytes(g) * copies) if copies else []
-        buffer = _workspace(plan, g, copies) if plan else None
-        one = buffer.size // copies if plan else 0
-        cols_buffer, dcols_buffer = (buffer[:one], buffer[one * (copies - 1) :]) if plan else (None, None)
-        for t in plan:
-            dY = dy[t.y_index].reshape(t.count, g.groups, W.shape[1], math.prod(t.out_size))  # (n, G, C_out/G, P_t)
-            if need_dw:
-                cols = im2col(xp[t.x_index], g, t.out_size, cols_buffer)
-                cols = cols.reshape(dY.shape[:2] + (W.shape[2], dY.shape[3]))  # (n, G, C_in/G*K, P_t)
-                for i in range(dY.shape[0]):
-                    dW += np.matmul(dY[i], cols[i].swapaxes(-1, -2))
-            if need_dx:
-                shape = dY.shape[:2] + (W.shape[2], dY.shape[3])  # (n, G, C_in/G*K, P_t)
-                dcols = np.matmul(W.swapaxes(-1, -2), dY, out=dcols_buffer[: math.prod(shape)].reshape(shape))
-                col2im(dcols.reshape((dY.shape[0], g.in_channels) + g.kernel + t.out_size), dxp[t.x_index], g, t.out_size)
-        return dxp, (dW.reshape(w.shape) if need_dw else None), (bias_grad(dy) if need_db else None)
+    def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True):
+        """dy ``(N, C_out, *O)`` -> dx like x, dw like w, db ``(C_out,)``."""
+        correlate = need_dx and correlate_input_grad(g)
+        dx = input_grad_as_correlation(dy, w, g) if correlate else None
+        dw = None
+        if need_dw or (need_dx and not correlate):
+            col2im_dx, dw = products(dy, x, w, g, need_dx and not correlate, need_dw)
+            dx = dx if correlate else col2im_dx
+        return dx, dw, (bias_grad(dy) if need_db else None)
 
 
 ALGORITHM = Gemm()

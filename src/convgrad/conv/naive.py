@@ -18,14 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 from .._windows import window_slices
-from .base import Algorithm, grouped
+from .base import Algorithm, grouped, padded, unpadded
 
 
 class Naive(Algorithm):
     name = "naive"
 
-    def forward(self, xp, w, b, g):
-        """xp ``(N, C_in, *P)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``."""
+    def forward(self, x, w, b, g):
+        """x ``(N, C_in, *L)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``."""
+        xp = padded(x, g)  # (N, C_in, *P)
         W = grouped(w, g.groups)  # (G, C_out/G, C_in/G, *k)
         bias = 0 if b is None else b.reshape(W.shape[:2])
         sum_axes = tuple(range(2, W.ndim))  # over C_in/G and the kernel
@@ -37,8 +38,9 @@ class Naive(Algorithm):
                 y[(n, slice(None)) + pos] = (np.sum(W * X_seg, axis=sum_axes) + bias).reshape(-1)
         return y
 
-    def backward(self, dy, xp, w, g, need_dx=True, need_dw=True, need_db=True):
-        """dy ``(N, C_out, *O)`` -> dxp ``(N, C_in, *P)``, dw like w, db ``(C_out,)``."""
+    def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True):
+        """dy ``(N, C_out, *O)`` -> dx like x, dw like w, db ``(C_out,)``."""
+        xp = padded(x, g) if need_dw else None
         W = grouped(w, g.groups)
         dxp = np.zeros(g.padded_shape, dtype=g.dtype)
         dW = np.zeros(W.shape, dtype=g.dtype)
@@ -53,7 +55,7 @@ class Naive(Algorithm):
                 if need_dx:
                     dxp[window] += np.sum(dY * W, axis=1).reshape((g.in_channels,) + g.kernel)
         return (
-            dxp if need_dx else None,
+            unpadded(dxp, g) if need_dx else None,
             dW.reshape(w.shape) if need_dw else None,
             db.reshape(-1) if need_db else None,
         )

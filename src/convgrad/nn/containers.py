@@ -36,9 +36,11 @@ class Sequential(Module):
             x = module(x)
         return x
 
-    def backward(self, dy):
-        for module in reversed(self._modules.values()):
-            dy = module.backward(dy)
+    def backward(self, dy, input_grad=True):
+        """Run the modules' backward in reverse; with ``input_grad=False`` the first module skips its dx."""
+        modules = list(self._modules.values())
+        for position in range(len(modules) - 1, -1, -1):
+            dy = modules[position].backward(dy, input_grad=input_grad or position > 0)
         return dy
 
     def __getitem__(self, index):
@@ -64,7 +66,7 @@ class Identity(Module):
     def forward(self, x):
         return x
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         return dy
 
 
@@ -91,8 +93,10 @@ class Residual(Module):
             raise ValueError(f"Residual: block output {np.shape(y)} and shortcut output {np.shape(s)} differ in shape")
         return y + s
 
-    def backward(self, dy):
-        return self.block.backward(dy) + self.shortcut.backward(dy)
+    def backward(self, dy, input_grad=True):
+        dx_block = self.block.backward(dy, input_grad=input_grad)
+        dx_short = self.shortcut.backward(dy, input_grad=input_grad)
+        return dx_block + dx_short if input_grad else None
 
     def spec(self) -> dict:
         return {"type": "Residual", "args": {"block": self.block.spec(), "shortcut": self.shortcut.spec()}}

@@ -12,7 +12,8 @@ import numpy as np
 from .. import ops, pool
 from .._args import int_tuple, is_int
 from .._random import generator
-from ..conv import conv, conv_backward, conv_transpose, conv_transpose_backward
+from ..conv import conv, conv_transpose
+from ..conv.api import backward_pass, transpose_backward_pass
 from .module import Module, Parameter, as_dtype
 
 
@@ -56,8 +57,10 @@ class _ConvNd(Module):
         b = None if self.bias is None else self.bias.data
         return conv(x, self.weight.data, b, **self.options)
 
-    def backward(self, dy):
-        dx, dw, db = conv_backward(dy, self._x, self.weight.data, bias=self.bias is not None, **self.options)
+    def backward(self, dy, input_grad=True):
+        o = self.options
+        dx, dw, db = backward_pass("conv_backward", dy, self._x, self.weight.data, o["stride"], o["padding"], o["dilation"],
+                                   o["groups"], o["padding_mode"], self.bias is not None, "auto", need_dx=input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -109,8 +112,11 @@ class _ConvTransposeNd(Module):
         b = None if self.bias is None else self.bias.data
         return conv_transpose(x, self.weight.data, b, **self.options)
 
-    def backward(self, dy):
-        dx, dw, db = conv_transpose_backward(dy, self._x, self.weight.data, bias=self.bias is not None, **self.options)
+    def backward(self, dy, input_grad=True):
+        o = self.options
+        dx, dw, db = transpose_backward_pass(
+            "conv_transpose_backward", dy, self._x, self.weight.data, o["stride"], o["padding"], o["output_padding"],
+            o["dilation"], o["groups"], self.bias is not None, "auto", need_dx=input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -157,7 +163,7 @@ class _MaxPoolNd(Module):
         self._x = _check_rank(self, x, self.nd)
         return pool.max_pool(self._x, **self.options)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         return pool.max_pool_backward(dy, self._x, **self.options)
 
 
@@ -189,7 +195,7 @@ class _AvgPoolNd(Module):
         self._x = _check_rank(self, x, self.nd)
         return pool.avg_pool(self._x, **self.options)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         return pool.avg_pool_backward(dy, self._x, **self.options)
 
 
@@ -220,7 +226,7 @@ class Linear(Module):
         self._x = x
         return ops.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         dx, dw, db = ops.linear_backward(dy, self._x, self.weight.data, bias=self.bias is not None)
         self.weight.accumulate(dw)
         if self.bias is not None:
@@ -236,7 +242,7 @@ class ReLU(Module):
         self._x = x
         return ops.relu(x)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         return ops.relu_backward(dy, self._x)
 
 
@@ -250,7 +256,7 @@ class LeakyReLU(Module):
         self._x = x
         return ops.leaky_relu(x, self.negative_slope)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         return ops.leaky_relu_backward(dy, self._x, self.negative_slope)
 
 
@@ -263,7 +269,7 @@ class Flatten(Module):
         self._shape = np.shape(x)
         return ops.flatten(x, **self._config)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         return ops.flatten_backward(dy, self._shape)
 
 
@@ -281,7 +287,7 @@ class Dropout(Module):
         y, self._mask = ops.dropout(x, self.p, self.training)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         return ops.dropout_backward(dy, self._mask)
 
 
@@ -318,7 +324,7 @@ class _BatchNorm(Module):
         return ops.batch_norm(x, *self._affine(), *stats, training=self._uses_batch_statistics(),
                               momentum=momentum if momentum is not None else 0.0, eps=self.eps)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         stats = self._running() if self.track_running_stats else (None, None)
         dx, dw, db = ops.batch_norm_backward(dy, self._x, self._affine()[0], *stats,
                                              training=self._uses_batch_statistics(), eps=self.eps)

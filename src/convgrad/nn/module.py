@@ -103,7 +103,9 @@ class Module:
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """dx from dy, adding each parameter's gradient into ``param.grad``. With ``input_grad=False``
+        the caller does not need dx (a network's first layer): a layer may then skip it and return None."""
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
     def __call__(self, x):

@@ -1,0 +1,293 @@
+"""The performance suite: convgrad against PyTorch's CPU convolutions, in the same process.
+
+Each case times forward + dx + dW + db in float32 with the same inputs and thread count in both
+libraries, interleaving the two (convgrad, torch, convgrad, torch, ...) and reporting medians.
+Reported per case: milliseconds of each, the ratio convgrad/torch, convgrad's GFLOP/s, that rate as
+a fraction of NumPy's own float32 matrix-multiply rate measured in the same run (the practical
+ceiling for a NumPy library), the algorithm "auto" chose, and the peak memory convgrad allocated
+beyond its inputs and outputs. Then the geometric mean of the ratios, and one training step of the
+mnist1d-cnn recipe and of LeNet-5 against the same models in PyTorch.
+
+Run it with the OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE variables unset where a machine sets them for
+old OpenBLAS builds (they throttle current NumPy)::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE convgrad bench --compare torch
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    x: tuple
+    weight: tuple
+    options: dict = field(default_factory=dict)
+
+    @property
+    def nd(self) -> int:
+        return len(self.x) - 2
+
+    def flops(self, out_shape) -> float:
+        """2·MACs of the forward, times 3 (forward, dx and dW cost the same): bias ignored."""
+        groups = self.options.get("groups", 1)
+        macs = math.prod(out_shape) * (self.x[1] // groups) * math.prod(self.weight[2:])
+        return 3 * 2 * macs
+
+
+SUITE = (
+    Case("lenet-c1", (64, 1, 28, 28), (6, 1, 5, 5)),
+    Case("lenet-c2", (64, 6, 12, 12), (16, 6, 5, 5)),
+    Case("cifar-16", (64, 16, 32, 32), (16, 16, 3, 3), dict(padding=1)),
+    Case("res-64", (64, 64, 16, 16), (64, 64, 3, 3), dict(padding=1)),
+    Case("res-128", (32, 128, 8, 8), (128, 128, 3, 3), dict(padding=1)),
+    Case("down-s2", (64, 64, 16, 16), (128, 64, 3, 3), dict(stride=2, padding=1)),
+    Case("pw-1x1", (64, 256, 8, 8), (64, 256, 1, 1)),
+    Case("stem-7x7", (8, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3)),
+    Case("dw-3x3", (32, 64, 32, 32), (64, 1, 3, 3), dict(padding=1, groups=64)),
+    Case("dil-2", (16, 32, 64, 64), (32, 32, 3, 3), dict(padding=2, dilation=2)),
+    Case("conv1d", (64, 32, 1024), (32, 32, 9), dict(padding=4)),
+    Case("conv3d", (8, 16, 16, 32, 32), (16, 16, 3, 3, 3), dict(padding=1)),
+)
+
+
+def _median_pair(first, second, repeats: int, warmup: int = 2) -> tuple[float, float]:
+    """Median seconds of two callables, timed alternately after a warm-up."""
+    for _ in range(warmup):
+        first(), second()
+    a, b = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        first()
+        a.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        second()
+        b.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
+
+
+def _median(call, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
+    """NumPy's float32 matrix-multiply rate on this machine, GFLOP/s (an n×n×n product)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+    return 2 * n**3 / _median(lambda: a @ b, repeats, warmup=1) / 1e9
+
+
+def _peak_extra(call, inputs_and_outputs_bytes: int) -> int:
+    """Peak bytes allocated while ``call`` runs, minus the bytes of what it returns."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        call()
+        return max(0, tracemalloc.get_traced_memory()[1] - base - inputs_and_outputs_bytes)
+    finally:
+        tracemalloc.stop()
+
+
+def _torch_step(torch, case: Case, x, w, b, dy):
+    import torch.nn.functional as F
+
+    conv = getattr(F, f"conv{case.nd}d")
+    xt, wt, bt, dyt = (torch.from_numpy(a).requires_grad_(a is not dy) for a in (x, w, b, dy))
+
+    def step():
+        y = conv(xt, wt, bt, **case.options)
+        return torch.autograd.grad(y, (xt, wt, bt), dyt)
+
+    return step
+
+
+def run_case(case: Case, repeats: int, torch=None) -> dict:
+    """Time one case; returns a dict of the figures."""
+    from . import conv, conv_backward
+    from .conv.dispatch import describe
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(case.x, dtype=np.float32)
+    w = rng.standard_normal(case.weight, dtype=np.float32) * 0.1
+    b = rng.standard_normal(case.weight[0], dtype=np.float32)
+    y = conv(x, w, b, **case.options)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+
+    def ours():
+        conv(x, w, b, **case.options)
+        return conv_backward(dy, x, w, **case.options)
+
+    if torch is not None:
+        ours_s, torch_s = _median_pair(ours, _torch_step(torch, case, x, w, b, dy), repeats)
+    else:
+        ours_s, torch_s = _median(ours, repeats), float("nan")
+    outputs = y.nbytes + x.nbytes + w.nbytes + b.nbytes
+    return {
+        "case": case.name, "convgrad_ms": ours_s * 1e3, "torch_ms": torch_s * 1e3, "ratio": ours_s / torch_s,
+        "gflops": case.flops(y.shape) / ours_s / 1e9, "algorithm": describe(x, w, **case.options),
+        "peak_extra_mib": _peak_extra(ours, outputs) / 2**20,
+    }
+
+
+# --- training steps ------------------------------------------------------------------------------
+
+def _training_pair(name: str, torch):
+    """(convgrad step, torch step) for one training step of a built-in model and its recipe."""
+    from . import models, nn, optim
+    from ._random import manual_seed
+
+    manual_seed(0)
+    if name == "mnist1d-cnn":
+        model, shape, lr = models.mnist1d_cnn(), (100, 1, 40), 1e-2
+    else:
+        model, shape, lr = models.lenet5((1, 28, 28), 10), (64, 1, 28, 28), 1e-3
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    y = rng.integers(0, 10, size=shape[0])
+    loss_fn, opt = nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=lr)
+
+    def ours():
+        opt.zero_grad()
+        loss_fn(model(x), y)
+        model.backward(loss_fn.backward(), input_grad=False)
+        opt.step()
+
+    if torch is None:
+        return ours, None
+    twin = _torch_model(torch, model)
+    topt = torch.optim.Adam(twin.parameters(), lr=lr)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def theirs():
+        topt.zero_grad()
+        torch.nn.functional.cross_entropy(twin(xt), yt).backward()
+        topt.step()
+
+    return ours, theirs
+
+
+def _torch_model(torch, model):
+    from collections import OrderedDict
+
+    def build(spec):
+        kind, args = spec["type"], dict(spec["args"])
+        if kind == "Sequential":
+            return torch.nn.Sequential(OrderedDict((n, build(s)) for n, s in args["modules"]))
+        args.pop("dtype", None)
+        return getattr(torch.nn, kind)(**args)
+
+    twin = build(model.spec())
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    return twin
+
+
+def run_training(name: str, repeats: int, torch=None) -> dict:
+    ours, theirs = _training_pair(name, torch)
+    if theirs is None:
+        ours_s, torch_s = _median(ours, repeats), float("nan")
+    else:
+        ours_s, torch_s = _median_pair(ours, theirs, repeats)
+    return {"case": f"train-step {name}", "convgrad_ms": ours_s * 1e3, "torch_ms": torch_s * 1e3,
+            "ratio": ours_s / torch_s}
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+
+
+def run(cases=None, compare_torch: bool = True, repeats: int = 15, threads: int | None = None,
+        training: bool = True, out=sys.stdout) -> dict:
+    """Run the suite and print the table; returns every figure as a dict (for ``--json``)."""
+    torch = None
+    if compare_torch:
+        try:
+            import torch
+        except ImportError:
+            print("PyTorch is not installed: timing convgrad alone (pip install torch==2.13.0 to compare)", file=out)
+    threads = threads or os.cpu_count() or 1
+    if torch is not None:
+        torch.set_num_threads(threads)
+    selected = [c for c in SUITE if cases is None or c.name in cases]
+    ceiling = matmul_rate()
+    report = {"machine": machine(), "threads": threads, "torch": getattr(torch, "__version__", None),
+              "numpy_matmul_gflops": ceiling, "cases": [], "training": []}
+    print(f"{report['machine']}; torch {report['torch']}, {threads} threads; "
+          f"NumPy float32 matmul {ceiling:.0f} GFLOP/s", file=out)
+    print(f"{'case':<10} {'convgrad ms':>11} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} {'of matmul':>9} "
+          f"{'peak MiB':>8}  algorithm", file=out)
+    for case in selected:
+        row = run_case(case, repeats, torch)
+        row["matmul_fraction"] = row["gflops"] / ceiling
+        report["cases"].append(row)
+        print(f"{row['case']:<10} {row['convgrad_ms']:>11.2f} {row['torch_ms']:>9.2f} {row['ratio']:>6.2f} "
+              f"{row['gflops']:>8.1f} {row['matmul_fraction']:>9.0%} {row['peak_extra_mib']:>8.1f}  {row['algorithm']}",
+              file=out, flush=True)
+    ratios = [r["ratio"] for r in report["cases"] if r["ratio"] == r["ratio"]]
+    if ratios:
+        report["geometric_mean_ratio"] = math.exp(statistics.fmean(math.log(r) for r in ratios))
+        print(f"geometric mean of convgrad/torch over {len(ratios)} cases: {report['geometric_mean_ratio']:.2f}",
+              file=out)
+    if training:
+        for name in ("mnist1d-cnn", "lenet5"):
+            row = run_training(name, repeats * 4, torch)
+            report["training"].append(row)
+            print(f"{row['case']:<24} convgrad {row['convgrad_ms']:.2f} ms, torch {row['torch_ms']:.2f} ms, "
+                  f"ratio {row['ratio']:.2f}", file=out, flush=True)
+    return report
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="convgrad bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return from_args(parser.parse_args(argv))
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--compare", choices=("torch", "none"), default="torch")
+    parser.add_argument("--cases", nargs="+", choices=[c.name for c in SUITE])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--no-training", dest="training", action="store_false")
+    parser.add_argument("--json", help="also write every figure to this file")
+
+
+def from_args(args) -> int:
+    report = run(args.cases, args.compare == "torch", args.repeats, args.threads, args.training)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
