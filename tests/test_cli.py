@@ -116,3 +116,27 @@ def test_python_dash_m_and_verify():
     assert result.returncode == 0 and "all passed" in result.stdout
     result = subprocess.run([sys.executable, "-m", "convgrad", "train", "--nope"], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+def test_bench_runs_and_writes_its_figures(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code, text, err = run(capsys, "bench", "--cases", "lenet-c1", "pw-1x1", "--repeats", "1", "--no-training",
+                        "--json", str(out))
+    assert code == 0 and "geometric mean" in text, err
+    report = json.loads(out.read_text())
+    assert [r["case"] for r in report["cases"]] == ["lenet-c1", "pw-1x1"]
+    row = report["cases"][1]
+    assert row["algorithm"] == "pointwise" and row["ratio"] > 0 and row["gflops"] > 0 and row["peak_extra_mib"] >= 0
+    assert report["numpy_matmul_gflops"] > 0 and report["torch"].startswith("2.13.0")
+
+
+def test_explain_command(tmp_path, capsys):
+    code, out, _ = run(capsys, "explain", "--input", "4", "--kernel", "2")
+    assert code == 0 and "y₁ = w₁·x₁ + w₂·x₂ + b" in out and "Verified" in out
+    code, out, _ = run(capsys, "explain", "--input", "5x6", "--kernel", "3x2", "--stride", "2x1", "--padding", "1",
+                       "--dilation", "1x2", "--format", "html", "--out", str(tmp_path / "page.html"))
+    assert code == 0 and (tmp_path / "page.html").read_text().startswith("<!DOCTYPE html>")
+    code, _, err = run(capsys, "explain", "--input", "20x20", "--kernel", "3x3")
+    assert code == 2 and "too large to read" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "explain", "--input", "4", "--kernel", "two")
+    assert code == 2 and "like 2 or 2x1" in err

@@ -97,7 +97,10 @@ def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
 
 
 def _peak_extra(call, inputs_and_outputs_bytes: int) -> int:
-    """Peak bytes allocated while ``call`` runs, minus the bytes of what it returns."""
+    """Peak bytes allocated while ``call`` runs (scratch buffers included), minus what it returns."""
+    from ._workspace import release
+
+    release()
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -141,7 +144,7 @@ def run_case(case: Case, repeats: int, torch=None) -> dict:
         ours_s, torch_s = _median_pair(ours, _torch_step(torch, case, x, w, b, dy), repeats)
     else:
         ours_s, torch_s = _median(ours, repeats), float("nan")
-    outputs = y.nbytes + x.nbytes + w.nbytes + b.nbytes
+    outputs = y.nbytes + x.nbytes + w.nbytes + b.nbytes  # y, and the gradients dx, dw, db
     return {
         "case": case.name, "convgrad_ms": ours_s * 1e3, "torch_ms": torch_s * 1e3, "ratio": ours_s / torch_s,
         "gflops": case.flops(y.shape) / ours_s / 1e9, "algorithm": describe(x, w, **case.options),
@@ -224,8 +227,9 @@ def machine() -> str:
 
 
 def run(cases=None, compare_torch: bool = True, repeats: int = 15, threads: int | None = None,
-        training: bool = True, out=sys.stdout) -> dict:
-    """Run the suite and print the table; returns every figure as a dict (for ``--json``)."""
+        training: bool = True, out=None) -> dict:
+    """Run the suite and print the table (to ``out``, default stdout); returns every figure as a dict."""
+    out = sys.stdout if out is None else out
     torch = None
     if compare_torch:
         try:

@@ -127,6 +127,35 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _sizes(text: str):
+    """``"2"`` -> 2, ``"2x1"`` -> (2, 1); padding may also be ``same`` or ``valid``."""
+    if text in ("same", "valid"):
+        return text
+    parts = text.lower().replace("×", "x").split("x")
+    if not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected an integer or integers joined by x (like 2 or 2x1), got {text!r}")
+    values = tuple(int(p) for p in parts)
+    return values[0] if len(values) == 1 else values
+
+
+def _explain(args) -> int:
+    from .explain import explain
+
+    document = explain(args.input, args.kernel, args.stride, args.padding, args.dilation, args.format)
+    if args.out:
+        pathlib.Path(args.out).write_text(document, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(document)
+    return 0
+
+
+def _bench(args) -> int:
+    from . import bench
+
+    return bench.from_args(args)
+
+
 def _verify(args) -> int:
     from . import verify
 
@@ -163,6 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", choices=DATASETS)
     evaluate.add_argument("--data-dir", dest="data_dir")
     evaluate.set_defaults(run=_evaluate)
+
+    explain = commands.add_parser(
+        "explain", help="derive and verify the forward and backward equations of a small convolution")
+    explain.add_argument("--input", required=True, type=_sizes, help="input size: 4 (1-D) or 4x4 (2-D)")
+    explain.add_argument("--kernel", required=True, type=_sizes, help="kernel size: 2 or 2x2")
+    explain.add_argument("--stride", type=_sizes, default=1)
+    explain.add_argument("--padding", type=_sizes, default=0, help="zeros on each side, 1x2 per dim, same or valid")
+    explain.add_argument("--dilation", type=_sizes, default=1)
+    from .explain import FORMATS
+
+    explain.add_argument("--format", choices=FORMATS, default="text")
+    explain.add_argument("--out", help="write the document to this file instead of printing it")
+    explain.set_defaults(run=_explain)
+
+    bench = commands.add_parser("bench", help="time convolutions and training steps against PyTorch (if installed)")
+    from .bench import add_arguments
+
+    add_arguments(bench)
+    bench.set_defaults(run=_bench)
 
     verify = commands.add_parser("verify", help="check every convolution algorithm against numerical gradients")
     verify.add_argument("--algorithms", nargs="+", choices=tuple(ALGORITHMS), default=tuple(ALGORITHMS))

@@ -107,11 +107,15 @@ def conv_backward(
     return backward_pass("conv_backward", dy, x, weight, stride, padding, dilation, groups, padding_mode, bias, algorithm)
 
 
-def backward_pass(fn, dy, x, weight, stride, padding, dilation, groups, padding_mode, bias, algorithm, need_dx=True):
-    """:func:`conv_backward`, optionally without dx (None): a network's first layer needs no input gradient."""
-    dy = as_array(fn, "dy", dy)
+def backward_pass(fn, dy, x, weight, stride, padding, dilation, groups, padding_mode, bias, algorithm, need_dx=True,
+                  allow_object=False):
+    """:func:`conv_backward`, optionally without dx (None): a network's first layer needs no input gradient.
+
+    ``allow_object``: symbolic arrays (the explain module), which only the naive loops take.
+    """
+    dy = as_array(fn, "dy", dy, allow_object)
     g, x, weight, _ = conv_geometry(
-        fn, x, weight, None, stride, padding, dilation, groups, padding_mode, dtype_of=(dy,)
+        fn, x, weight, None, stride, padding, dilation, groups, padding_mode, allow_object=allow_object, dtype_of=(dy,)
     )
     need_db = wants_bias(fn, bias, g.out_channels)
     dy = grad_output(fn, dy, g.y_shape, g.dtype)
