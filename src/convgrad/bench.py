@@ -1,7 +1,8 @@
 """The performance suite: convgrad against PyTorch's CPU convolutions, in the same process.
 
 Each case times forward + dx + dW + db in float32 with the same inputs and thread count in both
-libraries, interleaving the two (convgrad, torch, convgrad, torch, ...) and reporting medians.
+libraries, interleaving the two in blocks of calls (the first call of each block untimed, so that
+neither library's idle worker threads disturb the other) and reporting medians.
 Reported per case: milliseconds of each, the ratio convgrad/torch, convgrad's GFLOP/s, that rate as
 a fraction of NumPy's own float32 matrix-multiply rate measured in the same run (the practical
 ceiling for a NumPy library), the algorithm "auto" chose, and the peak memory convgrad allocated
@@ -63,37 +64,47 @@ SUITE = (
 )
 
 
-def _median_pair(first, second, repeats: int, warmup: int = 2) -> tuple[float, float]:
-    """Median seconds of two callables, timed alternately after a warm-up."""
-    for _ in range(warmup):
-        first(), second()
-    a, b = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        first()
-        a.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        second()
-        b.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
+BLOCKS = 5  # the two libraries alternate in blocks of calls
+SETTLE_SECONDS = 0.25  # OpenBLAS worker threads spin for about 0.1 s after a product before they sleep
 
 
-def _median(call, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        call()
+def _block(call, count: int) -> list[float]:
+    """Seconds of ``count`` consecutive calls, after a pause and one untimed call.
+
+    The other library's BLAS or OpenMP worker threads keep spinning for a while after its last call
+    and would take a core from whatever runs next (measured: timing call by call, alternately, made
+    PyTorch's LeNet-5 step 2.5 times slower than alone). The pause lets them go idle; the untimed
+    call wakes this library's own threads.
+    """
+    time.sleep(SETTLE_SECONDS)
+    call()
     times = []
-    for _ in range(repeats):
+    for _ in range(count):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def _median_pair(first, second, repeats: int, blocks: int = BLOCKS) -> tuple[float, float]:
+    """Median seconds of two callables, timed in alternating blocks (first, second, first, ...)."""
+    per_block = max(1, -(-repeats // blocks))
+    a, b = [], []
+    for _ in range(blocks):
+        a += _block(first, per_block)
+        b += _block(second, per_block)
+    return statistics.median(a), statistics.median(b)
+
+
+def _median(call, repeats: int) -> float:
+    return statistics.median(_block(call, repeats))
 
 
 def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
     """NumPy's float32 matrix-multiply rate on this machine, GFLOP/s (an n×n×n product)."""
     rng = np.random.default_rng(0)
     a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
-    return 2 * n**3 / _median(lambda: a @ b, repeats, warmup=1) / 1e9
+    return 2 * n**3 / _median(lambda: a @ b, repeats) / 1e9
 
 
 def _peak_extra(call, inputs_and_outputs_bytes: int) -> int:

@@ -52,7 +52,7 @@ def _resolve(args) -> dict:
     recipe = models.RECIPES[dataset]
     settings = {"dataset": dataset, "model": recipe.model, "epochs": recipe.epochs, "batch_size": recipe.batch_size,
                 "optimizer": recipe.optimizer, "lr": recipe.lr, "weight_decay": recipe.weight_decay,
-                "momentum": recipe.momentum, "seed": 0}
+                "momentum": recipe.momentum, "shuffle": recipe.shuffle, "seed": 0}
     settings.update({k: saved[k] for k in settings if k in saved})
     overrides = {k: getattr(args, k) for k in settings if getattr(args, k, None) is not None}
     if resumed:
@@ -82,12 +82,13 @@ def _train(args) -> int:
         pathlib.Path(args.resume).parent if args.resume
         else pathlib.Path("runs") / f"{s['dataset']}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(model, optimizer, dataset, batch_size=s["batch_size"], seed=s["seed"],
+    trainer = Trainer(model, optimizer, dataset, batch_size=s["batch_size"], seed=s["seed"], shuffle=s["shuffle"],
                       checkpoint_path=out / "model.npz", meta=s)
     if resumed:
         trainer.restore(resumed)
     print(f"training {s['model']} on {s['dataset']} ({len(dataset.x_train)} train, {len(dataset.x_test)} test) "
-          f"for {s['epochs']} epochs: {s['optimizer']} lr {s['lr']}, batch {s['batch_size']}, seed {s['seed']}")
+          f"for {s['epochs']} epochs: {s['optimizer']} lr {s['lr']}, batch {s['batch_size']}, seed {s['seed']}"
+          f"{'' if s['shuffle'] else ', batches in order'}")
     try:
         history = trainer.fit(s["epochs"])
     except TrainingDiverged as error:

@@ -88,11 +88,11 @@ class _DeferredInterrupt:
 class Trainer:
     """Trains ``model`` on ``data`` with ``optimizer``; writes a checkpoint to ``checkpoint_path`` each epoch."""
 
-    def __init__(self, model: Module, optimizer, data: Dataset, *, batch_size: int, seed: int = 0,
+    def __init__(self, model: Module, optimizer, data: Dataset, *, batch_size: int, seed: int = 0, shuffle: bool = True,
                  scheduler=None, checkpoint_path=None, meta: dict | None = None, progress_bar: bool = True,
                  log=print) -> None:
         self.model, self.optimizer, self.data, self.scheduler = model, optimizer, data, scheduler
-        self.batches = Batches(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed)
+        self.batches = Batches(data.x_train, data.y_train, batch_size, shuffle=shuffle, seed=seed)
         self.loss_fn = CrossEntropyLoss()
         self.checkpoint_path, self.meta = checkpoint_path, dict(meta or {})
         self.progress_bar, self.log = progress_bar, log
@@ -105,7 +105,7 @@ class Trainer:
             return
         self.progress.rng = self.rng.bit_generator.state
         training = {**self.meta, "batch_size": self.batches.batch_size, "seed": self.batches.seed,
-                    "progress": asdict(self.progress)}
+                    "shuffle": self.batches.shuffle, "progress": asdict(self.progress)}
         ckpt.save(self.checkpoint_path, self.model, self.optimizer, self.scheduler, training)
 
     def restore(self, checkpoint: ckpt.Checkpoint) -> None:
@@ -115,6 +115,7 @@ class Trainer:
             raise ckpt.CheckpointError(f"checkpoint {checkpoint.path} was trained with batch size "
                                        f"{saved['batch_size']}, not {self.batches.batch_size}")
         self.batches.seed = saved.get("seed", self.batches.seed)  # the batch order continues as it was
+        self.batches.shuffle = saved.get("shuffle", self.batches.shuffle)
         checkpoint.restore_model(self.model)
         checkpoint.restore_optimizer(self.optimizer)
         if self.scheduler is not None and "scheduler" in checkpoint.meta:

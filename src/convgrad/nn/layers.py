@@ -33,7 +33,25 @@ def _check_channels(name: str, in_channels, out_channels, groups) -> None:
         )
 
 
-class _ConvNd(Module):
+class _WeightBias(Module):
+    """Layers with a weight and an optional bias: PyTorch's default initialisation, gradient bookkeeping."""
+
+    def _init_parameters(self, weight_shape, bias_size: int, fan_in: int, bias: bool, dtype) -> None:
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        self.weight = _uniform(weight_shape, bound, dtype)
+        self.register_parameter("bias", _uniform((bias_size,), bound, dtype) if bias else None)
+
+    @property
+    def _bias_data(self):
+        return None if self.bias is None else self.bias.data
+
+    def _accumulate(self, dw, db) -> None:
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+
+
+class _ConvNd(_WeightBias):
     nd = 0
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
@@ -47,23 +65,19 @@ class _ConvNd(Module):
                             stride=stride, padding=padding, dilation=dilation, groups=groups, bias=bool(bias),
                             padding_mode=padding_mode, dtype=dtype.name)
         self.options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
-        bound = 1 / math.sqrt(in_channels // groups * math.prod(kernel))
-        self.weight = _uniform((out_channels, in_channels // groups, *kernel), bound, dtype)
-        self.register_parameter("bias", _uniform((out_channels,), bound, dtype) if bias else None)
+        self._init_parameters((out_channels, in_channels // groups, *kernel), out_channels,
+                              in_channels // groups * math.prod(kernel), bias, dtype)
 
     def forward(self, x):
         """x ``(N, C_in, *L)`` -> ``(N, C_out, *O)``."""
         self._x = x
-        b = None if self.bias is None else self.bias.data
-        return conv(x, self.weight.data, b, **self.options)
+        return conv(x, self.weight.data, self._bias_data, **self.options)
 
     def backward(self, dy, input_grad=True):
         o = self.options
         dx, dw, db = backward_pass("conv_backward", dy, self._x, self.weight.data, o["stride"], o["padding"], o["dilation"],
                                    o["groups"], o["padding_mode"], self.bias is not None, "auto", need_dx=input_grad)
-        self.weight.accumulate(dw)
-        if self.bias is not None:
-            self.bias.accumulate(db)
+        self._accumulate(dw, db)
         return dx
 
 
@@ -85,7 +99,7 @@ class Conv3d(_ConvNd):
     nd = 3
 
 
-class _ConvTransposeNd(Module):
+class _ConvTransposeNd(_WeightBias):
     nd = 0
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
@@ -103,23 +117,19 @@ class _ConvTransposeNd(Module):
         self.options = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
                             dilation=dilation)
         # PyTorch takes fan_in from weight.shape[1] * prod(kernel), which for this layout is C_out/groups
-        bound = 1 / math.sqrt(out_channels // groups * math.prod(kernel))
-        self.weight = _uniform((in_channels, out_channels // groups, *kernel), bound, dtype)
-        self.register_parameter("bias", _uniform((out_channels,), bound, dtype) if bias else None)
+        self._init_parameters((in_channels, out_channels // groups, *kernel), out_channels,
+                              out_channels // groups * math.prod(kernel), bias, dtype)
 
     def forward(self, x):
         self._x = x
-        b = None if self.bias is None else self.bias.data
-        return conv_transpose(x, self.weight.data, b, **self.options)
+        return conv_transpose(x, self.weight.data, self._bias_data, **self.options)
 
     def backward(self, dy, input_grad=True):
         o = self.options
         dx, dw, db = transpose_backward_pass(
             "conv_transpose_backward", dy, self._x, self.weight.data, o["stride"], o["padding"], o["output_padding"],
             o["dilation"], o["groups"], self.bias is not None, "auto", need_dx=input_grad)
-        self.weight.accumulate(dw)
-        if self.bias is not None:
-            self.bias.accumulate(db)
+        self._accumulate(dw, db)
         return dx
 
 
@@ -211,26 +221,22 @@ class AvgPool3d(_AvgPoolNd):
     nd = 3
 
 
-class Linear(Module):
+class Linear(_WeightBias):
     """``y = x Wᵀ + b``, as ``torch.nn.Linear``: weight ``(out_features, in_features)``."""
 
     def __init__(self, in_features, out_features, bias=True, dtype=None):
         super().__init__()
         dtype = as_dtype(dtype)
         self._config = dict(in_features=in_features, out_features=out_features, bias=bool(bias), dtype=dtype.name)
-        bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
-        self.weight = _uniform((out_features, in_features), bound, dtype)
-        self.register_parameter("bias", _uniform((out_features,), bound, dtype) if bias else None)
+        self._init_parameters((out_features, in_features), out_features, in_features, bias, dtype)
 
     def forward(self, x):
         self._x = x
-        return ops.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+        return ops.linear(x, self.weight.data, self._bias_data)
 
     def backward(self, dy, input_grad=True):
         dx, dw, db = ops.linear_backward(dy, self._x, self.weight.data, bias=self.bias is not None)
-        self.weight.accumulate(dw)
-        if self.bias is not None:
-            self.bias.accumulate(db)
+        self._accumulate(dw, db)
         return dx
 
 
