@@ -21,8 +21,8 @@ def examples(n: int) -> int:
 
 
 MODES = ("zeros", "reflect", "replicate", "circular")
-GENERAL = ("naive", "gemm", "as_forward")  # handle every configuration
-ALGORITHMS = GENERAL + ("pointwise", "depthwise")  # the last two handle 1x1 and depthwise convolutions only
+GENERAL = ("naive", "gemm", "as_forward")  # handle every configuration, symbols included
+ALGORITHMS = GENERAL + ("fft", "pointwise", "depthwise")  # the last two: 1x1 and depthwise convolutions only
 
 
 @dataclass

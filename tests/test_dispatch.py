@@ -44,3 +44,18 @@ def test_auto_prefers_it_where_it_can_and_never_picks_it_where_it_cannot(restric
     assert dispatch.choose(geometry(1)) is restricted
     assert dispatch.choose(geometry(2)) is not restricted
     np.testing.assert_array_equal(cg.conv(x, w, stride=2), cg.conv(x, w, stride=2, algorithm="naive"))
+
+
+@pytest.mark.parametrize("x_shape, w_shape, options, expected", [
+    ((2, 4, 16, 16), (8, 4, 3, 3), dict(padding=1), "gemm"),
+    ((2, 4, 16, 16), (8, 4, 1, 1), {}, "pointwise"),
+    ((2, 4, 16, 16), (8, 4, 1, 1), dict(padding=1), "gemm"),  # a padded 1x1 is not a plain product
+    ((2, 4, 16, 16), (8, 1, 3, 3), dict(groups=4, padding=1), "depthwise"),
+    ((2, 4, 32, 32), (8, 4, 9, 9), dict(padding=4), "fft"),  # large kernel, stride 1
+    ((2, 4, 32, 32), (8, 4, 9, 9), dict(padding=4, stride=2), "gemm"),
+    ((2, 4, 512), (8, 4, 33), dict(padding="same"), "fft"),
+    ((2, 4, 512), (8, 4, 9), dict(padding="same"), "gemm"),
+])
+def test_auto_choice_is_inspectable(x_shape, w_shape, options, expected):
+    x, w = np.ones(x_shape, np.float32), np.ones(w_shape, np.float32)
+    assert dispatch.describe(x, w, **options) == expected

@@ -37,8 +37,11 @@ def test_rel_error():
         rel_error(np.zeros(2), np.zeros(3))
 
 
-def _check(analytic, f, at, dy):
-    assert rel_error(analytic, numerical_gradient(f, at, dy)) < TOL
+def _check(analytic, f, at, dy, algorithm=None):
+    # central differences of an FFT convolution carry its rounding (1e-16) divided by the step (1e-5)
+    floor = {"fft": 1e-10}.get(algorithm)
+    numeric = numerical_gradient(f, at, dy)
+    assert rel_error(analytic, numeric) < TOL or (floor and np.abs(analytic - numeric).max() < floor)
 
 
 def _check_layer(forward, backward, case, algorithm, seed):
@@ -49,9 +52,9 @@ def _check_layer(forward, backward, case, algorithm, seed):
     kw = dict(case.kwargs, algorithm=algorithm)
     dy = rng.normal(size=forward(x, w, b, **kw).shape)
     dx, dw, db = backward(dy, x, w, **kw)
-    _check(dx, lambda x_: forward(x_, w, b, **kw), x, dy)
-    _check(dw, lambda w_: forward(x, w_, b, **kw), w, dy)
-    _check(db, lambda b_: forward(x, w, b_, **kw), b, dy)
+    _check(dx, lambda x_: forward(x_, w, b, **kw), x, dy, algorithm)
+    _check(dw, lambda w_: forward(x, w_, b, **kw), w, dy, algorithm)
+    _check(db, lambda b_: forward(x, w, b_, **kw), b, dy, algorithm)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 from .._args import ConvGeometry
-from . import as_forward, depthwise, gemm, naive, pointwise
+from . import as_forward, depthwise, fft, gemm, naive, pointwise
 from .base import Algorithm
 
 ALGORITHMS: dict[str, Algorithm] = {
     a.name: a for a in (naive.ALGORITHM, gemm.ALGORITHM, as_forward.ALGORITHM, pointwise.ALGORITHM,
-                        depthwise.ALGORITHM)
+                        depthwise.ALGORITHM, fft.ALGORITHM)
 }
 ALGORITHM_NAMES = ("auto",) + tuple(ALGORITHMS)
 AUTO_ORDER = ("pointwise", "depthwise", "gemm", "as_forward", "naive")  # preference of "auto" for numbers
+# ("fft" is chosen by size, before this order: see choose)
 
 
 def choose(g: ConvGeometry) -> Algorithm:
     """``"auto"``: the first algorithm in order of preference that supports ``g``.
 
-    Symbolic (object) arrays go to the notes' loops; numbers go to im2col + GEMM.
+    Symbolic (object) arrays go to the notes' loops. Numbers: a 1x1 convolution is one matrix
+    product ("pointwise"), a depthwise one shifted multiply-adds ("depthwise"), a stride-1 one with a
+    large kernel FFTs ("fft", see :func:`convgrad.conv.fft.pays`), anything else im2col + GEMM.
     """
-    order = ("naive",) if g.dtype == object else AUTO_ORDER
-    return next(ALGORITHMS[name] for name in order if ALGORITHMS[name].supports(g) is None)
+    if g.dtype == object:
+        return ALGORITHMS["naive"]
+    if fft.pays(g) and ALGORITHMS["fft"].supports(g) is None:
+        return ALGORITHMS["fft"]
+    return next(ALGORITHMS[name] for name in AUTO_ORDER if ALGORITHMS[name].supports(g) is None)
 
 
 def select(fn: str, name: object, g: ConvGeometry) -> Algorithm:
