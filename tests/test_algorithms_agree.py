@@ -3,10 +3,10 @@
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracle import close
 from strategies import ALGORITHMS, conv_cases, examples, supports, transpose_cases
 
 import convgrad as cg
-from oracle import close
 
 
 def _all_agree(results):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracle import close
 from scipy import signal
 from strategies import ALGORITHMS, conv_cases, examples
 
 import convgrad as cg
-from oracle import close
 
 NP_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 

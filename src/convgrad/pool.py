@@ -69,8 +69,36 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     >>> cg.max_pool(np.ones((2, 3, 9, 8)), (3, 2), stride=2, padding=1, dilation=(2, 1)).shape
     (2, 3, 4, 5)
     """
+    return max_pool_with_index(x, kernel_size, stride, padding, dilation, ceil_mode)[0]
+
+
+def max_pool_with_index(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """:func:`max_pool` and what its gradient needs: ``(y, index, geometry)``, index ``(N, C, *O)``
+    the winning position in each window (scan order). ``convgrad.nn.MaxPool*d`` keeps it for backward."""
     pg, x = pool_geometry("max_pool", x, kernel_size, stride, padding, dilation, ceil_mode)
-    return _max_index(x, pg)[1].astype(pg.result_dtype, copy=False)
+    index, maximum = _max_index(x, pg)
+    return maximum.astype(pg.result_dtype, copy=False), index, pg
+
+
+def _tiles_exactly(pg: PoolGeometry) -> bool:
+    """Windows that do not overlap and cover the padded input exactly (stride = kernel, as in LeNet)."""
+    return (pg.stride == pg.kernel and all(d == 1 for d in pg.dilation)
+            and all(o * k == p for o, k, p in zip(pg.out_size, pg.kernel, pg.padded_size)))
+
+
+def _route_non_overlapping(dy: np.ndarray, index: np.ndarray, pg: PoolGeometry) -> np.ndarray:
+    """The padded input's gradient when windows tile it, written once per window position (no +=).
+
+    Viewed as ``(N, C, O₁, k₁, O₂, k₂, ...)``, window position κ = (κ₁, κ₂, ...) is the plane
+    ``[..., :, κ₁, :, κ₂, ...]``; it gets ``dy`` where κ (in scan order) won its window, else 0. Each
+    plane is one assignment whose inner loop runs along an output row.
+    """
+    shape = dy.shape[:2] + sum(((o, k) for o, k in zip(pg.out_size, pg.kernel)), ())
+    dxp = np.empty(shape, dtype=pg.dtype)
+    for k, offset in enumerate(kernel_offsets(pg.kernel)):
+        plane = (slice(None), slice(None)) + sum(((slice(None), o) for o in offset), ())
+        dxp[plane] = dy * (index == k)
+    return dxp.reshape(dy.shape[:2] + pg.padded_size)
 
 
 def max_pool_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
@@ -89,10 +117,18 @@ def max_pool_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, ce
     dy = as_array(fn, "dy", dy)
     pg, x = pool_geometry(fn, x, kernel_size, stride, padding, dilation, ceil_mode, dtype_of=(dy,))
     dy = grad_output(fn, dy, x.shape[:2] + pg.out_size, pg.dtype)
-    index, _ = _max_index(x, pg)
-    dxp = np.zeros(x.shape[:2] + pg.padded_size, dtype=pg.dtype)
-    for k, window in _slices(pg):
-        dxp[window] += dy * (index == k)
+    return route_max_grad(dy, _max_index(x, pg)[0], pg)
+
+
+def route_max_grad(dy: np.ndarray, index: np.ndarray, pg: PoolGeometry) -> np.ndarray:
+    """dx ``(N, C, *L)``: each window's dy ``(N, C, *O)`` sent to its winning position ``index``."""
+    dy = dy.astype(pg.dtype, copy=False)
+    if _tiles_exactly(pg):
+        dxp = _route_non_overlapping(dy, index, pg)
+    else:
+        dxp = np.zeros(dy.shape[:2] + pg.padded_size, dtype=pg.dtype)
+        for k, window in _slices(pg):
+            dxp[window] += dy * (index == k)
     return pad_backward(dxp, pg.pads, "zeros", pg.in_size).astype(pg.result_dtype, copy=False)
 
 

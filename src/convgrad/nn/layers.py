@@ -170,11 +170,16 @@ class _MaxPoolNd(Module):
         self.options = dict(self._config)
 
     def forward(self, x):
-        self._x = _check_rank(self, x, self.nd)
-        return pool.max_pool(self._x, **self.options)
+        y, self._index, self._geometry = pool.max_pool_with_index(_check_rank(self, x, self.nd), **self.options)
+        return y
 
     def backward(self, dy, input_grad=True):
-        return pool.max_pool_backward(dy, self._x, **self.options)
+        """dy goes to each window's winner, found in the forward pass (the index is kept, not recomputed)."""
+        expected = self._index.shape
+        dy = np.asarray(dy)
+        if dy.shape != expected:
+            raise ValueError(f"{type(self).__name__}: expected dy of shape {expected}, got dy of shape {dy.shape}")
+        return pool.route_max_grad(dy, self._index, self._geometry)
 
 
 class MaxPool1d(_MaxPoolNd):
