@@ -14,7 +14,6 @@ from typing import Any, Sequence
 import numpy as np
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-PADDING_STRINGS = ("valid", "same")
 DIM_NAMES = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 
 Pairs = tuple[tuple[int, int], ...]

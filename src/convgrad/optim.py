@@ -16,8 +16,6 @@ from .nn.module import Parameter
 class Optimizer:
     """Param groups, per-parameter state, ``zero_grad()``, ``step()``, ``state_dict()`` and ``load_state_dict()``."""
 
-    state_keys: tuple[str, ...] = ()
-
     def __init__(self, params, defaults: dict) -> None:
         params = list(params)
         groups = params if params and isinstance(params[0], dict) else [{"params": params}]

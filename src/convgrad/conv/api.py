@@ -1,9 +1,10 @@
 """The public convolution functions: conv, conv_backward, conv1d/2d/3d, conv_transpose and its backward.
 
-Every function validates its arguments (``convgrad._args``), pads the input (any ``padding_mode``),
-hands the padded problem to one algorithm (``convgrad.conv.dispatch``) and maps the gradient back
-through the padding. A transposed convolution is the input gradient of a convolution, so it is built
-from the same two algorithm entry points, with the roles of forward and backward exchanged.
+Every function validates its arguments (``convgrad._args``) and hands the problem to one algorithm
+(``convgrad.conv.dispatch``), which pads the input (any ``padding_mode``) and maps the gradient back
+through the padding with the shared helpers of ``convgrad._padding``. A transposed convolution is the
+input gradient of a convolution, so it is built from the same two algorithm entry points, with the
+roles of forward and backward exchanged.
 """
 
 from __future__ import annotations

@@ -179,12 +179,14 @@ def col2im(dcols: np.ndarray, dxc: np.ndarray, g, t: Tile, layout: Layout) -> No
     over_channels(job, dxc.shape[0], dcols.size)
 
 
-def _tile_input(xc: np.ndarray, t: Tile, layout: Layout, nd: int) -> np.ndarray:
-    return xc[layout.index(slice(None), t.batch, (t.inputs,) + (slice(None),) * (nd - 1))]
+def _tile_input(xc: np.ndarray, t: Tile, layout: Layout) -> np.ndarray:
+    """The input rows tile t reads, all channels (this layout)."""
+    return xc[layout.index(slice(None), t.batch, (t.inputs,) + (slice(None),) * (layout.nd - 1))]
 
 
-def _tile_output(yc: np.ndarray, t: Tile, layout: Layout, nd: int) -> np.ndarray:
-    return yc[layout.index(slice(None), t.batch, (t.rows,) + (slice(None),) * (nd - 1))]
+def _tile_output(yc: np.ndarray, t: Tile, layout: Layout) -> np.ndarray:
+    """The output rows tile t writes, all channels (this layout)."""
+    return yc[layout.index(slice(None), t.batch, (t.rows,) + (slice(None),) * (layout.nd - 1))]
 
 
 def grouped_matrix(w: np.ndarray, g) -> np.ndarray:
@@ -248,8 +250,8 @@ def forward(x, w, b, g) -> np.ndarray:
     yc_shape = layout.shape(g.out_channels, g.batch, g.out_size)
     yc = scratch(math.prod(yc_shape), g.dtype, SLOT_OUTPUT).reshape(yc_shape)
     for t in tiles(g, layout):
-        cols = im2col(_tile_input(xc, t, layout, g.nd), g, t, layout)
-        target = _tile_output(yc, t, layout, g.nd)
+        cols = im2col(_tile_input(xc, t, layout), g, t, layout)
+        target = _tile_output(yc, t, layout)
         if _writes_through(target, g.groups, t.columns):
             np.matmul(W, cols, out=_as_matrix(target, g.groups, t.columns))
         else:
@@ -275,13 +277,13 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool):
         over_channels(lambda c: dxc[c].fill(0), dxc.shape[0], dxc.size)
     dW = np.zeros(W.shape, dtype=g.dtype) if need_dw else None
     for t in tiles(g, layout, int(need_dx) + int(need_dw)):
-        dY = _as_matrix(_tile_output(dyc, t, layout, g.nd), g.groups, t.columns)  # (G, C_out/G, columns)
+        dY = _as_matrix(_tile_output(dyc, t, layout), g.groups, t.columns)  # (G, C_out/G, columns)
         if need_dw:
-            dW += np.matmul(dY, im2col(_tile_input(xc, t, layout, g.nd), g, t, layout).swapaxes(-1, -2))
+            dW += np.matmul(dY, im2col(_tile_input(xc, t, layout), g, t, layout).swapaxes(-1, -2))
         if need_dx:
             shape = (g.groups, W.shape[2], t.columns)
             dcols = np.matmul(W.swapaxes(-1, -2), dY, out=scratch(math.prod(shape), g.dtype, SLOT_DCOLS).reshape(shape))
-            col2im(dcols, _tile_input(dxc, t, layout, g.nd), g, t, layout)
+            col2im(dcols, _tile_input(dxc, t, layout), g, t, layout)
     dx = None
     if need_dx:
         dxp = layout.restore(dxc, np.empty((g.batch, g.in_channels) + g.padded_size, dtype=g.dtype))
