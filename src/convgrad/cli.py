@@ -130,13 +130,15 @@ def _evaluate(args) -> int:
 
 def _sizes(text: str):
     """``"2"`` -> 2, ``"2x1"`` -> (2, 1); padding may also be ``same`` or ``valid``."""
+    from .explain.derivation import parse_sizes
+
     if text in ("same", "valid"):
         return text
-    parts = text.lower().replace("×", "x").split("x")
-    if not all(p.strip().isdigit() for p in parts):
-        raise argparse.ArgumentTypeError(f"expected an integer or integers joined by x (like 2 or 2x1), got {text!r}")
-    values = tuple(int(p) for p in parts)
-    return values[0] if len(values) == 1 else values
+    try:
+        return parse_sizes(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer or integers joined by x (like 2 or 2x1), got {text!r}") from None
 
 
 def _explain(args) -> int:

@@ -52,12 +52,21 @@ def _symbols(kind: str, shape: tuple[int, ...], names: dict) -> np.ndarray:
     return array
 
 
+def parse_sizes(text: str):
+    """``"4"`` -> 4, ``"4x4"`` (or ``"4×4"``) -> (4, 4); ValueError for anything else."""
+    parts = text.lower().replace("×", "x").split("x")
+    if not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"expected an integer or integers joined by x (like 4 or 4x4), got {text!r}")
+    values = tuple(int(p) for p in parts)
+    return values[0] if len(values) == 1 else values
+
+
 def _sizes(name: str, value) -> tuple[int, ...]:
     if isinstance(value, str):
-        parts = value.lower().replace("×", "x").split("x")
-        if not all(p.strip().isdigit() for p in parts):
-            raise ValueError(f"explain: expected {name} like 4 or 4x4, got {value!r}")
-        value = tuple(int(p) for p in parts)
+        try:
+            value = parse_sizes(value)
+        except ValueError as error:
+            raise ValueError(f"explain: {name}: {error}") from None
     nd = len(value) if isinstance(value, (tuple, list)) else 1
     if nd not in (1, 2):
         raise ValueError(f"explain: expected a 1-D or 2-D {name} (like 4 or 4x4), got {value!r}")

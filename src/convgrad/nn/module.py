@@ -168,15 +168,10 @@ class Module:
     # --- state ------------------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of every parameter and buffer, keyed as PyTorch keys them."""
-        state = OrderedDict()
-        for prefix, module in self.named_modules():
-            dot = f"{prefix}." if prefix else ""
-            for name, p in module._parameters.items():
-                if p is not None:
-                    state[dot + name] = p.data.copy()
-            for name, b in module._buffers.items():
-                state[dot + name] = np.array(b, copy=True)
-        return state
+        return OrderedDict(
+            (key, np.array(module._parameters[name].data if is_param else module._buffers[name], copy=True))
+            for key, (module, name, is_param) in self._slots().items()
+        )
 
     def _slots(self) -> "OrderedDict[str, tuple[Module, str, bool]]":
         """key -> (owning module, attribute name, is a parameter)."""
