@@ -3,11 +3,13 @@
 import numpy as np
 import oracle
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from strategies import ALGORITHMS, GENERAL, Case, conv_cases, examples, supports
 
 import convgrad as cg
+from convgrad._args import conv_geometry
+from convgrad.conv import gemm
 
 TOL = 1e-10
 
@@ -83,3 +85,42 @@ def test_empty_batch(algorithm, nd):
     assert y.shape == (0, 3) + (6 - k,) * nd
     dx, dw, db = cg.conv_backward(y, x, w, algorithm=algorithm)
     assert dx.shape == x.shape and np.all(dw == 0) and np.all(db == 0)
+
+
+GEMM_LAYOUTS = {
+    "images inside": lambda g: gemm.Layout(innermost=False, nd=g.nd),
+    "images innermost": lambda g: gemm.Layout(innermost=True, nd=g.nd),
+    "flat": lambda g: gemm.Flat(innermost=False, nd=g.nd) if _flat_applies(g) else gemm.Layout(False, g.nd),
+}
+
+
+def _flat_applies(g):
+    return all(s == 1 for s in g.stride) and g.batch * np.prod(g.out_size) > 0
+
+
+@pytest.mark.parametrize("layout", GEMM_LAYOUTS)
+@settings(max_examples=examples(90))
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_every_gemm_layout_matches_torch(layout, data, seed):
+    """gemm's three data layouts, each forced whatever the shape (auto picks one by shape), and the
+    flat one on stride-1 cases only, its sole domain."""
+    case = data.draw(conv_cases())
+    if layout == "flat":
+        stride = case.kwargs["stride"]
+        assume(all(s == 1 for s in (stride if isinstance(stride, tuple) else (stride,))))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS[layout])
+        check_against_torch(case, "gemm", seed)
+
+
+def test_flat_layout_is_chosen_for_short_stride_one_rows():
+    """The suite's stride-1 shapes with short rows go flat; strided ones and wasteful grids do not."""
+    def layout(x, w, **options):
+        g = conv_geometry("t", np.zeros(x, np.float32), np.zeros(w, np.float32), None, options.get("stride", 1),
+                          options.get("padding", 0), 1, 1, "zeros")[0]
+        return type(gemm.choose_layout(g)).__name__
+
+    assert layout((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "Flat"  # 34/32 grid positions per output
+    assert layout((64, 64, 16, 16), (64, 64, 3, 3), padding=1) == "Flat"
+    assert layout((64, 64, 16, 16), (128, 64, 3, 3), padding=1, stride=2) == "Layout"
+    assert layout((64, 6, 12, 12), (16, 6, 5, 5)) == "Layout"  # 92 grid positions for 64 outputs

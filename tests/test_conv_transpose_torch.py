@@ -32,6 +32,7 @@ CLASSIC = {
     "(lo, hi) pairs": Case((1, 2, 6, 5), (2, 2, 3, 3), False, dict(stride=2, padding=((2, 0), (1, 3)))),
     "3-D": Case((1, 2, 3, 4, 2), (2, 4, 2, 3, 2), True, dict(stride=(2, 1, 3), padding=(0, 1, 1), dilation=(1, 2, 1))),
     "1x1": Case((2, 4, 5, 3), (4, 6, 1, 1), True, dict()),
+    "1x1, output_padding row no window reads": Case((2, 3, 4), (3, 2, 1), True, dict(output_padding=1, dilation=2)),
     "depthwise": Case((2, 6, 5, 4), (6, 1, 3, 3), True, dict(stride=2, padding=1, groups=6)),
 }
 

@@ -41,6 +41,7 @@ from .._workspace import scratch
 from .base import Algorithm, bias_grad, dilate, grouped, unpadded
 
 CHUNK_BYTES = 8 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
+FLAT_WASTE = 1.2  # the flat layout computes at most this many grid positions per output position (measured: 1.17 wins, 1.22 loses)
 SHORT_ROW = 24  # output rows shorter than this (or strided) are copied with the images innermost
 SLOT_INPUT, SLOT_GRAD_OUTPUT, SLOT_COLS, SLOT_DCOLS, SLOT_DINPUT, SLOT_OUTPUT = range(6)
 
@@ -53,6 +54,7 @@ class Tile:
     rows: slice
     inputs: slice
     out_size: tuple[int, ...]
+    width: int = 0  # columns per image when not one per output position (the flat layout's grid)
 
     @property
     def count(self) -> int:
@@ -60,13 +62,17 @@ class Tile:
 
     @property
     def columns(self) -> int:
-        """Columns of this tile's im2col matrix: images × output positions."""
-        return self.count * math.prod(self.out_size)
+        """Columns of this tile's im2col matrix: images × output positions (× grid positions, flat layout)."""
+        return self.count * (self.width or math.prod(self.out_size))
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the images go in a channel-major array: after the channels (``inside``) or last."""
+    """Where the images go in a channel-major array: after the channels (``inside``) or last.
+
+    A layout provides every step of the algorithm that depends on where the data lies: the padded
+    copy of the input, the tiles, im2col and col2im, and the way back to ``(N, C, *S)``.
+    """
 
     innermost: bool
     nd: int
@@ -92,101 +98,238 @@ class Layout:
         over_channels(job, target.shape[1], target.size)
         return target
 
+    def arranged(self, x: np.ndarray, g, slot: int = SLOT_INPUT) -> np.ndarray:
+        """x ``(N, C, *L)`` padded as ``g`` says, in this layout, in one copy (split over cores by channel)."""
+        shape = self.shape(x.shape[1], x.shape[0], g.padded_size)
+        xc = scratch(math.prod(shape), g.dtype, slot).reshape(shape)
+        if g.padding_mode != "zeros":
+            x, centre = pad(x, g.pads, g.padding_mode), (slice(None),) * g.nd
+        else:
+            centre = tuple(slice(lo, lo + n) for (lo, _), n in zip(g.pads, g.in_size))
+        everything = slice(None)
+
+        def job(c: slice) -> None:
+            if g.padding_mode == "zeros":  # zero the borders only
+                for dim, ((lo, _), n) in enumerate(zip(g.pads, g.in_size)):
+                    before = (everything,) * dim
+                    after = (everything,) * (g.nd - dim - 1)
+                    xc[self.index(c, everything, before + (slice(0, lo),) + after)] = 0
+                    xc[self.index(c, everything, before + (slice(lo + n, None),) + after)] = 0
+            self.arrange(x, xc[self.index(everything, everything, centre)], c)
+
+        over_channels(job, shape[0], xc.size)
+        return xc
+
+    def tiles(self, g, buffers: int = 1) -> list[Tile]:
+        """Split the work into tiles whose ``buffers`` im2col-sized buffers fit a chunk.
+
+        Images inside: chunks of whole images (bands of rows for an image too large on its own). Images
+        innermost: bands of output rows over the whole batch, so that every copied run spans the batch.
+        """
+        row_bytes = buffers * g.in_channels * math.prod(g.kernel) * math.prod(g.out_size[1:]) * g.dtype.itemsize
+        limit, rows = chunk_limit(), g.out_size[0]
+        per_image = max(1, row_bytes * rows)
+        everything = slice(0, g.batch)
+        if not self.innermost and per_image <= limit:
+            step = limit // per_image
+            return [Tile(slice(i, min(i + step, g.batch)), slice(0, rows), slice(None), g.out_size)
+                    for i in range(0, g.batch, step)]
+        images = g.batch if self.innermost else 1
+        band = max(1, limit // max(1, row_bytes * images))
+        s, d, k = g.stride[0], g.dilation[0], g.kernel[0]
+        batches = [everything] if self.innermost else [slice(n, n + 1) for n in range(g.batch)]
+        return [
+            Tile(b, slice(r, r1), slice(r * s, (r1 - 1) * s + d * (k - 1) + 1), (r1 - r,) + g.out_size[1:])
+            for b in batches
+            for r, r1 in ((r, min(rows, r + band)) for r in range(0, rows, band))
+        ]
+
+    def _windows(self, g, t: Tile) -> list:
+        """(kernel offset, index of the input it meets in the tile) for every offset, in scan order."""
+        return [(offset, self.index(slice(None), slice(None), offset_slices(offset, g.stride, g.dilation, t.out_size)))
+                for offset in kernel_offsets(g.kernel)]
+
+    def im2col(self, xc: np.ndarray, g, t: Tile, slot: int = SLOT_COLS) -> np.ndarray:
+        """The tile's input (``xc`` restricted to the tile) -> cols ``(G, C_in/G·K, columns)`` in a scratch buffer."""
+        cols_shape = (xc.shape[0],) + g.kernel + self.shape(1, t.count, t.out_size)[1:]
+        cols = scratch(math.prod(cols_shape), g.dtype, slot).reshape(cols_shape)
+        windows = self._windows(g, t)
+
+        def job(c: slice) -> None:
+            for offset, index in windows:
+                cols[(c,) + offset] = xc[(c,) + index[1:]]
+
+        over_channels(job, cols_shape[0], cols.size)
+        return cols.reshape(g.groups, -1, t.columns)
+
+    def col2im(self, dcols: np.ndarray, dxc: np.ndarray, g, t: Tile) -> None:
+        """Adjoint of :meth:`im2col`: dcols ``(G, C_in/G·K, columns)`` added into the tile's dxc."""
+        dcols = dcols.reshape((dxc.shape[0],) + g.kernel + self.shape(1, t.count, t.out_size)[1:])
+        windows = self._windows(g, t)
+
+        def job(c: slice) -> None:
+            for offset, index in windows:
+                dxc[(c,) + index[1:]] += dcols[(c,) + offset]
+
+        over_channels(job, dxc.shape[0], dcols.size)
+
+    def tile_input(self, xc: np.ndarray, t: Tile) -> np.ndarray:
+        """The input rows tile t reads, all channels (this layout)."""
+        return xc[self.index(slice(None), t.batch, (t.inputs,) + (slice(None),) * (self.nd - 1))]
+
+    def tile_output(self, yc: np.ndarray, t: Tile) -> np.ndarray:
+        """The output rows tile t writes, all channels (this layout)."""
+        return yc[self.index(slice(None), t.batch, (t.rows,) + (slice(None),) * (self.nd - 1))]
+
+    def output_buffer(self, channels: int, g, slot: int) -> np.ndarray:
+        """Scratch for the products' outputs (output positions of every image), this layout."""
+        shape = self.shape(channels, g.batch, g.out_size)
+        return scratch(math.prod(shape), g.dtype, slot).reshape(shape)
+
+    def output(self, yc: np.ndarray, g) -> np.ndarray:
+        """y ``(N, C_out, *O)`` (a new array) from the products' output ``yc``."""
+        return self.restore(yc, np.empty(g.y_shape, dtype=g.dtype))
+
+    def grad_output(self, dy: np.ndarray, g) -> np.ndarray:
+        """dy ``(N, C_out, *O)`` in this layout (scratch)."""
+        dyc = self.output_buffer(g.out_channels, g, SLOT_GRAD_OUTPUT)
+        over_channels(lambda c: self.arrange(dy, dyc, c), g.out_channels, dyc.size)
+        return dyc
+
+    def input_grad_buffer(self, g) -> np.ndarray:
+        """Zeroed scratch for the padded input's gradient, this layout."""
+        shape = self.shape(g.in_channels, g.batch, g.padded_size)
+        dxc = scratch(math.prod(shape), g.dtype, SLOT_DINPUT).reshape(shape)
+        over_channels(lambda c: dxc[c].fill(0), shape[0], dxc.size)
+        return dxc
+
+    def input_grad(self, dxc: np.ndarray, g) -> np.ndarray:
+        """The padded input's gradient ``(N, C_in, *P)`` (a new array) from :meth:`input_grad_buffer`'s."""
+        return self.restore(dxc, np.empty(g.padded_shape, dtype=g.dtype))
+
+
+@dataclass(frozen=True)
+class Flat(Layout):
+    """Images inside, each padded image flattened: ``(C, N, P₁·P₂·…)``; stride 1 only.
+
+    Kernel offset κ then meets, for every output position at once, one contiguous run of the
+    flattened image, starting at ``Σ κᵢ·dᵢ·Sᵢ`` (Sᵢ the flat stride of padded dim i). The products run
+    over the grid of all flat positions from the first output to the last, ``L = Σ (Oᵢ − 1)·Sᵢ + 1``
+    per image: the positions past the end of an output row (whose windows wrap into the next row) are
+    computed and dropped. im2col and col2im copy whole runs instead of one output row at a time,
+    which wins for short rows; the price is the dropped positions (at most ``FLAT_WASTE``).
+    dy is zero at the dropped positions, so they add nothing to dW nor (through col2im) to dx.
+    """
+
+    @staticmethod
+    def suits(g) -> bool:
+        """Numbers, stride 1, few dropped positions, and one image's im2col (twice) within a chunk."""
+        if g.dtype == object or any(s != 1 for s in g.stride) or g.batch * math.prod(g.out_size) == 0:
+            return False
+        width = _grid_length(g)
+        fits = 2 * g.in_channels * math.prod(g.kernel) * width * g.dtype.itemsize <= chunk_limit()
+        return fits and width <= FLAT_WASTE * math.prod(g.out_size)
+
+    def tiles(self, g, buffers: int = 1) -> list[Tile]:
+        """Chunks of whole images."""
+        width = _grid_length(g)
+        step = max(1, chunk_limit() // max(1, buffers * g.in_channels * math.prod(g.kernel) * width * g.dtype.itemsize))
+        return [Tile(slice(i, min(i + step, g.batch)), slice(0, g.out_size[0]), slice(None), g.out_size, width)
+                for i in range(0, g.batch, step)]
+
+    def arranged(self, x: np.ndarray, g, slot: int = SLOT_INPUT) -> np.ndarray:
+        xc = Layout(False, self.nd).arranged(x, g, slot)
+        return xc.reshape(xc.shape[:2] + (math.prod(g.padded_size),))
+
+    def _runs(self, g, t: Tile) -> list:
+        """(kernel offset, flat slice of an image it meets) for every offset, in scan order."""
+        strides = _flat_strides(g.padded_size)
+        return [(offset, slice(start, start + t.width))
+                for offset in kernel_offsets(g.kernel)
+                for start in [sum(k * d * s for k, d, s in zip(offset, g.dilation, strides))]]
+
+    def im2col(self, xc: np.ndarray, g, t: Tile, slot: int = SLOT_COLS) -> np.ndarray:
+        cols_shape = (xc.shape[0],) + g.kernel + (t.count, t.width)
+        cols = scratch(math.prod(cols_shape), g.dtype, slot).reshape(cols_shape)
+        runs = self._runs(g, t)
+
+        def job(c: slice) -> None:
+            for offset, run in runs:
+                cols[(c,) + offset] = xc[c, :, run]
+
+        over_channels(job, cols_shape[0], cols.size)
+        return cols.reshape(g.groups, -1, t.columns)
+
+    def col2im(self, dcols: np.ndarray, dxc: np.ndarray, g, t: Tile) -> None:
+        dcols = dcols.reshape((dxc.shape[0],) + g.kernel + (t.count, t.width))
+        runs = self._runs(g, t)
+
+        def job(c: slice) -> None:
+            for offset, run in runs:
+                dxc[c, :, run] += dcols[(c,) + offset]
+
+        over_channels(job, dxc.shape[0], dcols.size)
+
+    def tile_input(self, xc: np.ndarray, t: Tile) -> np.ndarray:
+        return xc[:, t.batch]
+
+    def tile_output(self, yc: np.ndarray, t: Tile) -> np.ndarray:
+        return yc[:, t.batch]
+
+    def output_buffer(self, channels: int, g, slot: int) -> np.ndarray:
+        shape = (channels, g.batch, _grid_length(g))
+        return scratch(math.prod(shape), g.dtype, slot).reshape(shape)
+
+    def _positions(self, yc: np.ndarray, g) -> np.ndarray:
+        """The output positions within the grid ``yc (C, N, L)``: a view ``(C, N, *O)``."""
+        strides = yc.strides[:2] + tuple(s * yc.itemsize for s in _flat_strides(g.padded_size))
+        return np.lib.stride_tricks.as_strided(yc, yc.shape[:2] + g.out_size, strides, writeable=True)
+
+    def output(self, yc: np.ndarray, g) -> np.ndarray:
+        return Layout(False, self.nd).restore(self._positions(yc, g), np.empty(g.y_shape, dtype=g.dtype))
+
+    def grad_output(self, dy: np.ndarray, g) -> np.ndarray:
+        dyc = self.output_buffer(g.out_channels, g, SLOT_GRAD_OUTPUT)
+        positions = self._positions(dyc, g)
+
+        def job(c: slice) -> None:
+            dyc[c].fill(0)
+            positions[c] = dy[:, c].swapaxes(0, 1)
+
+        over_channels(job, g.out_channels, dyc.size)
+        return dyc
+
+    def input_grad_buffer(self, g) -> np.ndarray:
+        dxc = Layout(False, self.nd).input_grad_buffer(g)
+        return dxc.reshape(dxc.shape[:2] + (math.prod(g.padded_size),))
+
+    def input_grad(self, dxc: np.ndarray, g) -> np.ndarray:
+        dxc = dxc.reshape(dxc.shape[:2] + g.padded_size)
+        return Layout(False, self.nd).input_grad(dxc, g)
+
+
+def chunk_limit() -> int:
+    """Bytes of im2col per tile: ``CHUNK_BYTES``, or the workspace limit when smaller."""
+    return min(CHUNK_BYTES, get_workspace_limit())
+
+
+def _flat_strides(size) -> tuple[int, ...]:
+    """Element strides of a C-ordered array of spatial ``size``."""
+    return tuple(math.prod(size[i + 1:]) for i in range(len(size)))
+
+
+def _grid_length(g) -> int:
+    """Flat positions from the first output to the last in the padded image (the flat layout's grid)."""
+    return sum((o - 1) * s for o, s in zip(g.out_size, _flat_strides(g.padded_size))) + 1
+
 
 def choose_layout(g) -> Layout:
-    """Images innermost for short or strided output rows, with a batch to make the runs long."""
+    """Flat for stride 1 (when few positions are dropped); else images innermost for short or strided
+    output rows, with a batch to make the runs long; else images inside."""
+    if Flat.suits(g):
+        return Flat(innermost=False, nd=g.nd)
     short = g.stride[-1] > 1 or g.out_size[-1] < SHORT_ROW
     return Layout(innermost=short and g.batch > 1, nd=g.nd)
-
-
-def tiles(g, layout: Layout, buffers: int = 1) -> list[Tile]:
-    """Split the work into tiles whose ``buffers`` im2col-sized buffers fit a chunk.
-
-    Images inside: chunks of whole images (bands of rows for an image too large on its own). Images
-    innermost: bands of output rows over the whole batch, so that every copied run spans the batch.
-    """
-    row_bytes = buffers * g.in_channels * math.prod(g.kernel) * math.prod(g.out_size[1:]) * g.dtype.itemsize
-    limit, rows = min(CHUNK_BYTES, get_workspace_limit()), g.out_size[0]
-    per_image = max(1, row_bytes * rows)
-    everything = slice(0, g.batch)
-    if not layout.innermost and per_image <= limit:
-        step = limit // per_image
-        return [Tile(slice(i, min(i + step, g.batch)), slice(0, rows), slice(None), g.out_size)
-                for i in range(0, g.batch, step)]
-    images = g.batch if layout.innermost else 1
-    band = max(1, limit // max(1, row_bytes * images))
-    s, d, k = g.stride[0], g.dilation[0], g.kernel[0]
-    batches = [everything] if layout.innermost else [slice(n, n + 1) for n in range(g.batch)]
-    return [
-        Tile(b, slice(r, r1), slice(r * s, (r1 - 1) * s + d * (k - 1) + 1), (r1 - r,) + g.out_size[1:])
-        for b in batches
-        for r, r1 in ((r, min(rows, r + band)) for r in range(0, rows, band))
-    ]
-
-
-def arranged(x: np.ndarray, g, layout: Layout, slot: int = SLOT_INPUT) -> np.ndarray:
-    """x ``(N, C, *L)`` padded as ``g`` says, in ``layout``, in one copy (split over cores by channel)."""
-    shape = layout.shape(x.shape[1], x.shape[0], g.padded_size)
-    xc = scratch(math.prod(shape), g.dtype, slot).reshape(shape)
-    if g.padding_mode != "zeros":
-        x, centre = pad(x, g.pads, g.padding_mode), (slice(None),) * g.nd
-    else:
-        centre = tuple(slice(lo, lo + n) for (lo, _), n in zip(g.pads, g.in_size))
-    everything = slice(None)
-
-    def job(c: slice) -> None:
-        if g.padding_mode == "zeros":  # zero the borders only
-            for dim, ((lo, _), n) in enumerate(zip(g.pads, g.in_size)):
-                before = (everything,) * dim
-                after = (everything,) * (g.nd - dim - 1)
-                xc[layout.index(c, everything, before + (slice(0, lo),) + after)] = 0
-                xc[layout.index(c, everything, before + (slice(lo + n, None),) + after)] = 0
-        layout.arrange(x, xc[layout.index(everything, everything, centre)], c)
-
-    over_channels(job, shape[0], xc.size)
-    return xc
-
-
-def _windows(g, t: Tile, layout: Layout) -> list:
-    """(kernel offset, index of the input it meets in the tile) for every offset, in scan order."""
-    return [(offset, layout.index(slice(None), slice(None), offset_slices(offset, g.stride, g.dilation, t.out_size)))
-            for offset in kernel_offsets(g.kernel)]
-
-
-def im2col(xc: np.ndarray, g, t: Tile, layout: Layout, slot: int = SLOT_COLS) -> np.ndarray:
-    """The tile's input (``xc`` restricted to the tile) -> cols ``(G, C_in/G·K, columns)`` in a scratch buffer."""
-    cols_shape = (xc.shape[0],) + g.kernel + layout.shape(1, t.count, t.out_size)[1:]
-    cols = scratch(math.prod(cols_shape), g.dtype, slot).reshape(cols_shape)
-    windows = _windows(g, t, layout)
-
-    def job(c: slice) -> None:
-        for offset, index in windows:
-            cols[(c,) + offset] = xc[(c,) + index[1:]]
-
-    over_channels(job, cols_shape[0], cols.size)
-    return cols.reshape(g.groups, -1, t.columns)
-
-
-def col2im(dcols: np.ndarray, dxc: np.ndarray, g, t: Tile, layout: Layout) -> None:
-    """Adjoint of :func:`im2col`: dcols ``(G, C_in/G·K, columns)`` added into the tile's dxc."""
-    dcols = dcols.reshape((dxc.shape[0],) + g.kernel + layout.shape(1, t.count, t.out_size)[1:])
-    windows = _windows(g, t, layout)
-
-    def job(c: slice) -> None:
-        for offset, index in windows:
-            dxc[(c,) + index[1:]] += dcols[(c,) + offset]
-
-    over_channels(job, dxc.shape[0], dcols.size)
-
-
-def _tile_input(xc: np.ndarray, t: Tile, layout: Layout) -> np.ndarray:
-    """The input rows tile t reads, all channels (this layout)."""
-    return xc[layout.index(slice(None), t.batch, (t.inputs,) + (slice(None),) * (layout.nd - 1))]
-
-
-def _tile_output(yc: np.ndarray, t: Tile, layout: Layout) -> np.ndarray:
-    """The output rows tile t writes, all channels (this layout)."""
-    return yc[layout.index(slice(None), t.batch, (t.rows,) + (slice(None),) * (layout.nd - 1))]
 
 
 def grouped_matrix(w: np.ndarray, g) -> np.ndarray:
@@ -246,17 +389,16 @@ def forward(x, w, b, g) -> np.ndarray:
     """x ``(N, C_in, *L)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``."""
     W = grouped_matrix(w, g)  # (G, C_out/G, C_in/G·K)
     layout = choose_layout(g)
-    xc = arranged(x, g, layout)
-    yc_shape = layout.shape(g.out_channels, g.batch, g.out_size)
-    yc = scratch(math.prod(yc_shape), g.dtype, SLOT_OUTPUT).reshape(yc_shape)
-    for t in tiles(g, layout):
-        cols = im2col(_tile_input(xc, t, layout), g, t, layout)
-        target = _tile_output(yc, t, layout)
+    xc = layout.arranged(x, g)
+    yc = layout.output_buffer(g.out_channels, g, SLOT_OUTPUT)
+    for t in layout.tiles(g):
+        cols = layout.im2col(layout.tile_input(xc, t), g, t)
+        target = layout.tile_output(yc, t)
         if _writes_through(target, g.groups, t.columns):
             np.matmul(W, cols, out=_as_matrix(target, g.groups, t.columns))
         else:
             target[...] = np.matmul(W, cols).reshape(target.shape)
-    y = layout.restore(yc, np.empty(g.y_shape, dtype=g.dtype))
+    y = layout.output(yc, g)
     if b is not None:
         y += b.reshape((1, -1) + (1,) * g.nd)
     return y
@@ -266,28 +408,19 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool):
     """(dx by col2im or None, dw or None): the backward's matrix products over the im2col matrix."""
     W = grouped_matrix(w, g)
     layout = choose_layout(g)
-    dyc_shape = layout.shape(g.out_channels, g.batch, g.out_size)
-    dyc = scratch(math.prod(dyc_shape), g.dtype, SLOT_GRAD_OUTPUT).reshape(dyc_shape)
-    over_channels(lambda c: layout.arrange(dy, dyc, c), g.out_channels, dyc.size)
-    xc = arranged(x, g, layout) if need_dw else None
-    dxc = None
-    if need_dx:
-        dxc_shape = layout.shape(g.in_channels, g.batch, g.padded_size)
-        dxc = scratch(math.prod(dxc_shape), g.dtype, SLOT_DINPUT).reshape(dxc_shape)
-        over_channels(lambda c: dxc[c].fill(0), dxc.shape[0], dxc.size)
+    dyc = layout.grad_output(dy, g)
+    xc = layout.arranged(x, g) if need_dw else None
+    dxc = layout.input_grad_buffer(g) if need_dx else None
     dW = np.zeros(W.shape, dtype=g.dtype) if need_dw else None
-    for t in tiles(g, layout, int(need_dx) + int(need_dw)):
-        dY = _as_matrix(_tile_output(dyc, t, layout), g.groups, t.columns)  # (G, C_out/G, columns)
+    for t in layout.tiles(g, int(need_dx) + int(need_dw)):
+        dY = _as_matrix(layout.tile_output(dyc, t), g.groups, t.columns)  # (G, C_out/G, columns)
         if need_dw:
-            dW += np.matmul(dY, im2col(_tile_input(xc, t, layout), g, t, layout).swapaxes(-1, -2))
+            dW += np.matmul(dY, layout.im2col(layout.tile_input(xc, t), g, t).swapaxes(-1, -2))
         if need_dx:
             shape = (g.groups, W.shape[2], t.columns)
             dcols = np.matmul(W.swapaxes(-1, -2), dY, out=scratch(math.prod(shape), g.dtype, SLOT_DCOLS).reshape(shape))
-            col2im(dcols, _tile_input(dxc, t, layout), g, t, layout)
-    dx = None
-    if need_dx:
-        dxp = layout.restore(dxc, np.empty((g.batch, g.in_channels) + g.padded_size, dtype=g.dtype))
-        dx = owned(unpadded(dxp, g))
+            layout.col2im(dcols, layout.tile_input(dxc, t), g, t)
+    dx = owned(unpadded(layout.input_grad(dxc, g), g)) if need_dx else None
     return dx, (dW.reshape(w.shape) if need_dw else None)
 
 

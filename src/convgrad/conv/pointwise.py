@@ -21,6 +21,8 @@ class Pointwise(Algorithm):
             return f"it needs a 1x1 kernel, got kernel {g.kernel}"
         if any(s != 1 for s in g.stride) or any(lo or hi for lo, hi in g.pads):
             return "it needs stride 1 and no padding"
+        if g.out_size != g.in_size:  # a transposed convolution's output_padding: input rows no window reads
+            return f"it needs an output as large as the input, got {g.in_size} -> {g.out_size}"
         if g.groups != 1:
             return "it needs groups=1"
         if g.dtype == object:
