@@ -100,6 +100,22 @@ def _median(call, repeats: int) -> float:
     return statistics.median(_block(call, repeats))
 
 
+ALLOCATOR_WARMUP_BYTES = 31 * 2**20  # just under glibc's largest dynamic mmap threshold (32 MiB)
+
+
+def warm_allocator() -> None:
+    """Allocate and free one large block, so that both libraries reuse memory instead of page-faulting.
+
+    glibc serves large allocations by mmap until a large mmapped block is freed, after which it raises
+    its threshold and serves such sizes from the reused heap. Before that, every output array of a
+    call costs fresh page faults (measured: PyTorch's depthwise forward 10 ms instead of 1.4 ms), and
+    which cases pay depends on what ran before them. Warming first gives every case, for both
+    libraries, the steady state a training loop runs in.
+    """
+    block = np.ones(ALLOCATOR_WARMUP_BYTES, dtype=np.uint8)
+    del block
+
+
 def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
     """NumPy's float32 matrix-multiply rate on this machine, GFLOP/s (an n×n×n product)."""
     rng = np.random.default_rng(0)
@@ -251,6 +267,7 @@ def run(cases=None, compare_torch: bool = True, repeats: int = 15, threads: int 
     if torch is not None:
         torch.set_num_threads(threads)
     selected = [c for c in SUITE if cases is None or c.name in cases]
+    warm_allocator()
     ceiling = matmul_rate()
     report = {"machine": machine(), "threads": threads, "torch": getattr(torch, "__version__", None),
               "numpy_matmul_gflops": ceiling, "cases": [], "training": []}

@@ -1,13 +1,19 @@
 """``algorithm="depthwise"``: groups = C_in (each input channel has its own m = C_out/C_in filters).
 
 A depthwise convolution has too little work per group for a matrix product, so it is computed as
-k·k shifted multiply-adds on whole slices of the batch, split across cores by channel and processed a
-few images at a time so that the slices stay in cache. With multiplier m, output channel ``c·m + j``
-belongs to input channel c:
+k·k shifted multiply-adds, split across cores by channel. With multiplier m, output channel
+``c·m + j`` belongs to input channel c:
 
     y[:, c, j]      = Σ_κ w[c·m + j, 0, κ] · x_pad[:, c, window κ]
     dx_pad[:, c, window κ] += Σ_j w[c·m + j, 0, κ] · dy[:, c, j]
     dw[c·m + j, 0, κ] = Σ_{n, o} dy[n, c, j, o] · x_pad[n, c, window κ][o]
+
+Stride 1 uses gemm's flat layout, channel by channel: the padded images of channel c lie end to end
+in one row, and window κ of every output position of the whole batch is one contiguous run of it,
+starting at ``Σ κᵢ·dᵢ·Sᵢ``. Each term above is then one multiply-add of contiguous runs with a scalar
+weight (and dw one dot product), over a grid that includes positions past the end of each output
+row and between images: those are dropped from y, and dy is zero there. Other strides take
+strided windows of a few images at a time, so that the slices stay in cache.
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ import numpy as np
 
 from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
-from .base import Algorithm, bias_grad, padded, unpadded
+from .._workspace import scratch
+from .base import Algorithm, add_bias, bias_grad, padded, unpadded
+from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_starts, grid_length, input_grad_as_correlation, owned
 
 CACHE_BYTES = 1 << 20  # per thread: the images of one chunk, over its channels, stay in L2
+RUN = 1 << 18  # elements per multiply-add in the flat form: few, long calls (each costs microseconds; measured best)
 
 
 def _image_chunks(g, channels: int):
@@ -44,6 +53,8 @@ class Depthwise(Algorithm):
 
     def forward(self, x, w, b, g):
         """x ``(N, C, *L)``, w ``(C·m, 1, *k)`` -> y ``(N, C·m, *O)``."""
+        if _flat(g):
+            return _flat_forward(x, w, b, g)
         m, views = g.out_channels // g.in_channels, self._views(g)
         xp = padded(x, g)
         y = np.empty((g.batch, g.in_channels, m) + g.out_size, dtype=g.dtype)
@@ -62,6 +73,11 @@ class Depthwise(Algorithm):
         return y.reshape(g.y_shape)
 
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True):
+        if _flat(g):
+            one = g.out_channels == g.in_channels  # dx is then a depthwise correlation too
+            dx = input_grad_as_correlation(dy, w, g, _flat_forward) if need_dx and one else None
+            scattered, dw = _flat_backward(dy, x, w, g, need_dx and not one, need_dw)
+            return (dx if one else scattered), dw, (bias_grad(dy) if need_db else None)
         m, views = g.out_channels // g.in_channels, self._views(g)
         dY = dy.reshape((g.batch, g.in_channels, m) + g.out_size)
         W = w.reshape((g.in_channels, m) + g.kernel)
@@ -86,6 +102,91 @@ class Depthwise(Algorithm):
         over_channels(job, g.in_channels, dY.size)
         dx = unpadded(dxp, g) if need_dx else None
         return dx, (dW.reshape(w.shape) if need_dw else None), (bias_grad(dy) if need_db else None)
+
+
+def _flat(g) -> bool:
+    return all(s == 1 for s in g.stride) and g.batch * math.prod(g.out_size) > 0
+
+
+def _grid(g) -> int:
+    """Grid positions of one channel's batch (all images end to end), first output to last."""
+    return (g.batch - 1) * math.prod(g.padded_size) + grid_length(g)
+
+
+def _blocks(c: slice, grid: int):
+    """(channel block, grid piece) pairs covering channels ``c`` × the grid, about ``RUN`` elements each.
+
+    Each multiply-add then spans several channels (a weight column broadcast along the grid): long
+    calls, which two threads can run at once (short ones serialise on the GIL)."""
+    piece = min(grid, RUN)
+    step = max(1, RUN // piece)
+    return [(slice(first, min(c.stop, first + step)), slice(a, min(grid, a + piece)))
+            for first in range(c.start, c.stop, step) for a in range(0, grid, piece)]
+
+
+def _multiply_add(acc: np.ndarray, source: np.ndarray, weight: np.ndarray, term: np.ndarray | None) -> None:
+    """``acc = source · weight`` (term None) or ``acc += source · weight``; weight ``(channels, 1)``."""
+    if term is None:
+        np.multiply(source, weight, out=acc)
+    else:
+        np.multiply(source, weight, out=term)
+        acc += term
+
+
+def _flat_forward(x, w, b, g) -> np.ndarray:
+    """Stride 1: y ``(N, C·m, *O)`` (+ b) by multiply-adds of contiguous runs of each channel's row."""
+    layout, m, K = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels, math.prod(g.kernel)
+    rows = layout.arranged(x, g).reshape(g.in_channels, -1)  # (C, N·P)
+    yc = scratch(g.out_channels * rows.shape[1], g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
+    weights, starts, grid = w.reshape(g.in_channels, m, K), flat_starts(g), _grid(g)
+
+    def job(c: slice) -> None:
+        part = scratch(RUN, g.dtype, SLOT_COLS)
+        for channels, piece in _blocks(c, grid):
+            term = part[: (channels.stop - channels.start) * (piece.stop - piece.start)].reshape(-1, piece.stop - piece.start)
+            for j in range(m):
+                for k, start in enumerate(starts):
+                    source = rows[channels, piece.start + start: piece.stop + start]
+                    _multiply_add(yc[channels, j, piece], source, weights[channels, j, k, None], term if k else None)
+
+    over_channels(job, g.in_channels, g.out_channels * grid * K)
+    return add_bias(layout.output(yc.reshape(g.out_channels, g.batch, -1), g), b)
+
+
+def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool):
+    """Stride 1: (dx, dw) by multiply-adds and dot products of contiguous runs of each channel's row
+    (with one filter per channel, dx is better computed as a correlation: see ``Depthwise.backward``)."""
+    if not (need_dx or need_dw):
+        return None, None
+    layout, m, K = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels, math.prod(g.kernel)
+    P = math.prod(g.padded_size)
+    grads = scratch(g.out_channels * g.batch * P, g.dtype, SLOT_GRAD_OUTPUT).reshape(g.out_channels, g.batch, P)
+    dy_grid = layout.positions(grads, g)
+    rows = layout.arranged(x, g).reshape(g.in_channels, -1) if need_dw else None
+    dxc = layout.input_grad_buffer(g).reshape(g.in_channels, -1) if need_dx else None
+    dW = np.zeros((g.in_channels, m, K), dtype=g.dtype) if need_dw else None
+    weights, starts, grid = w.reshape(g.in_channels, m, K), flat_starts(g), _grid(g)
+    grads3 = grads.reshape(g.in_channels, m, -1)
+
+    def job(c: slice) -> None:
+        outputs = slice(c.start * m, c.stop * m)
+        grads[outputs].fill(0)
+        dy_grid[outputs] = dy[:, outputs].swapaxes(0, 1)
+        part = scratch(RUN, g.dtype, SLOT_COLS)
+        for channels, piece in _blocks(c, grid):
+            term = part[: (channels.stop - channels.start) * (piece.stop - piece.start)].reshape(-1, piece.stop - piece.start)
+            for j in range(m):
+                grad = grads3[channels, j, piece]
+                for k, start in enumerate(starts):
+                    shifted = slice(piece.start + start, piece.stop + start)
+                    if need_dw:
+                        dW[channels, j, k] += np.matmul(grad[:, None, :], rows[channels, shifted, None])[:, 0, 0]
+                    if need_dx:
+                        _multiply_add(dxc[channels, shifted], grad, weights[channels, j, k, None], term)
+
+    over_channels(job, g.in_channels, g.out_channels * grid * K)
+    dx = owned(unpadded(layout.input_grad(dxc.reshape(g.in_channels, g.batch, -1), g), g)) if need_dx else None
+    return dx, (dW.reshape(w.shape) if need_dw else None)
 
 
 ALGORITHM = Depthwise()

@@ -226,13 +226,13 @@ class Flat(Layout):
         """Numbers, stride 1, few dropped positions, and one image's im2col (twice) within a chunk."""
         if g.dtype == object or any(s != 1 for s in g.stride) or g.batch * math.prod(g.out_size) == 0:
             return False
-        width = _grid_length(g)
+        width = grid_length(g)
         fits = 2 * g.in_channels * math.prod(g.kernel) * width * g.dtype.itemsize <= chunk_limit()
         return fits and width <= FLAT_WASTE * math.prod(g.out_size)
 
     def tiles(self, g, buffers: int = 1) -> list[Tile]:
         """Chunks of whole images."""
-        width = _grid_length(g)
+        width = grid_length(g)
         step = max(1, chunk_limit() // max(1, buffers * g.in_channels * math.prod(g.kernel) * width * g.dtype.itemsize))
         return [Tile(slice(i, min(i + step, g.batch)), slice(0, g.out_size[0]), slice(None), g.out_size, width)
                 for i in range(0, g.batch, step)]
@@ -243,10 +243,7 @@ class Flat(Layout):
 
     def _runs(self, g, t: Tile) -> list:
         """(kernel offset, flat slice of an image it meets) for every offset, in scan order."""
-        strides = _flat_strides(g.padded_size)
-        return [(offset, slice(start, start + t.width))
-                for offset in kernel_offsets(g.kernel)
-                for start in [sum(k * d * s for k, d, s in zip(offset, g.dilation, strides))]]
+        return [(offset, slice(start, start + t.width)) for offset, start in zip(kernel_offsets(g.kernel), flat_starts(g))]
 
     def im2col(self, xc: np.ndarray, g, t: Tile, slot: int = SLOT_COLS) -> np.ndarray:
         cols_shape = (xc.shape[0],) + g.kernel + (t.count, t.width)
@@ -277,20 +274,20 @@ class Flat(Layout):
         return yc[:, t.batch]
 
     def output_buffer(self, channels: int, g, slot: int) -> np.ndarray:
-        shape = (channels, g.batch, _grid_length(g))
+        shape = (channels, g.batch, grid_length(g))
         return scratch(math.prod(shape), g.dtype, slot).reshape(shape)
 
-    def _positions(self, yc: np.ndarray, g) -> np.ndarray:
+    def positions(self, yc: np.ndarray, g) -> np.ndarray:
         """The output positions within the grid ``yc (C, N, L)``: a view ``(C, N, *O)``."""
         strides = yc.strides[:2] + tuple(s * yc.itemsize for s in _flat_strides(g.padded_size))
         return np.lib.stride_tricks.as_strided(yc, yc.shape[:2] + g.out_size, strides, writeable=True)
 
     def output(self, yc: np.ndarray, g) -> np.ndarray:
-        return Layout(False, self.nd).restore(self._positions(yc, g), np.empty(g.y_shape, dtype=g.dtype))
+        return Layout(False, self.nd).restore(self.positions(yc, g), np.empty(g.y_shape, dtype=g.dtype))
 
     def grad_output(self, dy: np.ndarray, g) -> np.ndarray:
         dyc = self.output_buffer(g.out_channels, g, SLOT_GRAD_OUTPUT)
-        positions = self._positions(dyc, g)
+        positions = self.positions(dyc, g)
 
         def job(c: slice) -> None:
             dyc[c].fill(0)
@@ -318,7 +315,13 @@ def _flat_strides(size) -> tuple[int, ...]:
     return tuple(math.prod(size[i + 1:]) for i in range(len(size)))
 
 
-def _grid_length(g) -> int:
+def flat_starts(g) -> list[int]:
+    """Where each kernel offset's run starts in a flattened padded image, in scan order."""
+    strides = _flat_strides(g.padded_size)
+    return [sum(k * d * s for k, d, s in zip(offset, g.dilation, strides)) for offset in kernel_offsets(g.kernel)]
+
+
+def grid_length(g) -> int:
     """Flat positions from the first output to the last in the padded image (the flat layout's grid)."""
     return sum((o - 1) * s for o, s in zip(g.out_size, _flat_strides(g.padded_size))) + 1
 
@@ -368,12 +371,13 @@ def correlate_input_grad(g) -> bool:
     return g.out_channels * math.prod(g.padded_size) <= 1.3 * g.in_channels * math.prod(g.out_size)
 
 
-def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g) -> np.ndarray:
+def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None) -> np.ndarray:
     """dx ``(N, C_in, *L)`` = pad(dilate(dy)) ∗ rot180(W): the input gradient as one forward correlation.
 
     dy is dilated by the stride (s − 1 zeros between entries) and zero-padded by d·(k − 1) (more at the
     end for input rows no window reached); the kernel is rotated by 180° with its in/out channels
     swapped per group. The result is the padded input's gradient; the padding's adjoint maps it to x.
+    ``correlate(x, w, b, g)`` runs the forward correlation (default: this module's).
     """
     dy = dilate(dy, g.stride)
     full = [d * (k - 1) for k, d in zip(g.kernel, g.dilation)]
@@ -382,7 +386,7 @@ def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g) -> np.ndarray:
     rotated = grouped(w, g.groups).swapaxes(1, 2)  # (G, C_in/G, C_out/G, *k)
     rotated = np.ascontiguousarray(rotated.reshape((g.in_channels, g.out_channels // g.groups) + g.kernel)[flip])
     inner = plain_geometry(dy.shape, rotated.shape, (1,) * g.nd, g.dilation, g.groups, g.dtype, pads, g.padded_size)
-    return owned(unpadded(forward(dy, rotated, None, inner), g))
+    return owned(unpadded((correlate or forward)(dy, rotated, None, inner), g))
 
 
 def forward(x, w, b, g) -> np.ndarray:
