@@ -26,7 +26,7 @@ from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
 from .base import Algorithm, add_bias, bias_grad, padded, unpadded
-from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_starts, grid_length, input_grad_as_correlation, owned
+from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_offsets, grid_length, input_grad_as_correlation, owned
 
 CACHE_BYTES = 1 << 20  # per thread: the images of one chunk, over its channels, stay in L2
 RUN = 1 << 18  # elements per multiply-add in the flat form: few, long calls (each costs microseconds; measured best)
@@ -138,7 +138,7 @@ def _flat_forward(x, w, b, g) -> np.ndarray:
     layout, m, K = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels, math.prod(g.kernel)
     rows = layout.arranged(x, g).reshape(g.in_channels, -1)  # (C, N·P)
     yc = scratch(g.out_channels * rows.shape[1], g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
-    weights, starts, grid = w.reshape(g.in_channels, m, K), flat_starts(g), _grid(g)
+    weights, starts, grid = w.reshape(g.in_channels, m, K), [start for _, start in flat_offsets(g)], _grid(g)
 
     def job(c: slice) -> None:
         part = scratch(RUN, g.dtype, SLOT_COLS)
@@ -165,7 +165,7 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool):
     rows = layout.arranged(x, g).reshape(g.in_channels, -1) if need_dw else None
     dxc = layout.input_grad_buffer(g).reshape(g.in_channels, -1) if need_dx else None
     dW = np.zeros((g.in_channels, m, K), dtype=g.dtype) if need_dw else None
-    weights, starts, grid = w.reshape(g.in_channels, m, K), flat_starts(g), _grid(g)
+    weights, starts, grid = w.reshape(g.in_channels, m, K), [start for _, start in flat_offsets(g)], _grid(g)
     grads3 = grads.reshape(g.in_channels, m, -1)
 
     def job(c: slice) -> None:

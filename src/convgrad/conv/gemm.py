@@ -27,6 +27,7 @@ calls, and the copies are split across cores by channel.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -144,10 +145,9 @@ class Layout:
             for r, r1 in ((r, min(rows, r + band)) for r in range(0, rows, band))
         ]
 
-    def _windows(self, g, t: Tile) -> list:
+    def _windows(self, g, t: Tile) -> tuple:
         """(kernel offset, index of the input it meets in the tile) for every offset, in scan order."""
-        return [(offset, self.index(slice(None), slice(None), offset_slices(offset, g.stride, g.dilation, t.out_size)))
-                for offset in kernel_offsets(g.kernel)]
+        return _window_indices(self, g.kernel, g.stride, g.dilation, t.out_size)
 
     def im2col(self, xc: np.ndarray, g, t: Tile, slot: int = SLOT_COLS) -> np.ndarray:
         """The tile's input (``xc`` restricted to the tile) -> cols ``(G, C_in/G·K, columns)`` in a scratch buffer."""
@@ -243,7 +243,7 @@ class Flat(Layout):
 
     def _runs(self, g, t: Tile) -> list:
         """(kernel offset, flat slice of an image it meets) for every offset, in scan order."""
-        return [(offset, slice(start, start + t.width)) for offset, start in zip(kernel_offsets(g.kernel), flat_starts(g))]
+        return [(offset, slice(start, start + t.width)) for offset, start in flat_offsets(g)]
 
     def im2col(self, xc: np.ndarray, g, t: Tile, slot: int = SLOT_COLS) -> np.ndarray:
         cols_shape = (xc.shape[0],) + g.kernel + (t.count, t.width)
@@ -315,10 +315,22 @@ def _flat_strides(size) -> tuple[int, ...]:
     return tuple(math.prod(size[i + 1:]) for i in range(len(size)))
 
 
-def flat_starts(g) -> list[int]:
-    """Where each kernel offset's run starts in a flattened padded image, in scan order."""
-    strides = _flat_strides(g.padded_size)
-    return [sum(k * d * s for k, d, s in zip(offset, g.dilation, strides)) for offset in kernel_offsets(g.kernel)]
+def flat_offsets(g) -> tuple:
+    """(kernel offset, where its run starts in a flattened padded image) for every offset, in scan order."""
+    return _flat_offsets(g.kernel, g.dilation, g.padded_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _flat_offsets(kernel, dilation, padded_size) -> tuple:
+    strides = _flat_strides(padded_size)
+    return tuple((offset, sum(k * d * s for k, d, s in zip(offset, dilation, strides))) for offset in kernel_offsets(kernel))
+
+
+@functools.lru_cache(maxsize=256)
+def _window_indices(layout: Layout, kernel, stride, dilation, out_size) -> tuple:
+    """:meth:`Layout._windows`, computed once per shape (building the slices costs microseconds each)."""
+    return tuple((offset, layout.index(slice(None), slice(None), offset_slices(offset, stride, dilation, out_size)))
+                 for offset in kernel_offsets(kernel))
 
 
 def grid_length(g) -> int:
