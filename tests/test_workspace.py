@@ -90,3 +90,49 @@ def test_workspace_limit_is_restored():
         with cg.workspace_limit(MiB):
             raise RuntimeError
     assert cg.get_workspace_limit() == before
+
+
+def _count_im2col(monkeypatch):
+    calls = []
+    for layout in (gemm.Layout, gemm.Flat):
+        original = layout.im2col
+
+        def spy(self, *args, _original=original, **kwargs):
+            calls.append(type(self).__name__)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(layout, "im2col", spy)
+    return calls
+
+
+@pytest.mark.parametrize("stride", [1, 2])  # the flat layout and the images-innermost one
+def test_training_conv_module_reuses_its_forward_columns(monkeypatch, stride):
+    """A training Conv2d keeps the forward's im2col matrix: its backward builds none, with the same
+    gradients as the functional conv_backward (which builds one)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3, 12, 11))
+    module = cg.nn.Conv2d(3, 5, 3, stride=stride, dtype=np.float64)
+    y = module(x)
+    dy = rng.normal(size=y.shape)
+    calls = _count_im2col(monkeypatch)
+    dx = module.backward(dy)
+    assert calls == []
+    expected = cg.conv_backward(dy, x, module.weight.data, stride=stride)
+    assert len(calls) == 1
+    for got, want in zip((dx, module.weight.grad, module.bias.grad), expected):
+        assert rel_error(got, want) < 1e-12
+    assert module._saved is None  # released after use
+
+
+def test_conv_module_keeps_nothing_in_eval_mode_or_for_a_later_input(monkeypatch):
+    rng = np.random.default_rng(1)
+    module = cg.nn.Conv2d(2, 3, 3, dtype=np.float64).eval()
+    module(rng.normal(size=(2, 2, 6, 6)))
+    assert module._saved is None
+    module.train()
+    module(rng.normal(size=(2, 2, 6, 6)))
+    x = rng.normal(size=(2, 2, 6, 6))
+    y = module(x)  # the latest forward's columns are the ones used
+    dy = rng.normal(size=y.shape)
+    module.backward(dy)
+    assert rel_error(module.weight.grad, cg.conv_backward(dy, x, module.weight.data)[1]) < 1e-12

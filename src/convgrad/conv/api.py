@@ -10,7 +10,7 @@ roles of forward and backward exchanged.
 from __future__ import annotations
 
 from .._args import as_array, conv_geometry, grad_output, transpose_geometry, wants_bias
-from .base import add_bias, bias_grad
+from .base import add_bias, bias_grad, run_backward, run_forward
 from .dispatch import select
 
 
@@ -18,11 +18,13 @@ def _cast(array, dtype):
     return None if array is None else array.astype(dtype, copy=False)
 
 
-def _conv(fn, x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, nd=None, allow_object=False):
+def _conv(fn, x, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, nd=None, allow_object=False,
+          saved=None):
+    """:func:`conv`; ``saved``: a dict a training module keeps for its backward (see ``conv.base``)."""
     g, x, weight, bias = conv_geometry(
         fn, x, weight, bias, stride, padding, dilation, groups, padding_mode, nd, allow_object
     )
-    y = select(fn, algorithm, g).forward(x, weight, bias, g)
+    y = run_forward(select(fn, algorithm, g), x, weight, bias, g, saved)
     return y.astype(g.result_dtype, copy=False)
 
 
@@ -109,10 +111,11 @@ def conv_backward(
 
 
 def backward_pass(fn, dy, x, weight, stride, padding, dilation, groups, padding_mode, bias, algorithm, need_dx=True,
-                  allow_object=False):
+                  allow_object=False, saved=None):
     """:func:`conv_backward`, optionally without dx (None): a network's first layer needs no input gradient.
 
-    ``allow_object``: symbolic arrays (the explain module), which only the naive loops take.
+    ``allow_object``: symbolic arrays (the explain module), which only the naive loops take. ``saved``:
+    what the forward kept in the dict it was given (see :func:`_conv`).
     """
     dy = as_array(fn, "dy", dy, allow_object)
     g, x, weight, _ = conv_geometry(
@@ -120,7 +123,7 @@ def backward_pass(fn, dy, x, weight, stride, padding, dilation, groups, padding_
     )
     need_db = wants_bias(fn, bias, g.out_channels)
     dy = grad_output(fn, dy, g.y_shape, g.dtype)
-    dx, dw, db = select(fn, algorithm, g).backward(dy, x, weight, g, need_dx, True, need_db)
+    dx, dw, db = run_backward(select(fn, algorithm, g), dy, x, weight, g, need_dx, True, need_db, saved)
     return _cast(dx, g.result_dtype), _cast(dw, g.result_dtype), _cast(db, g.result_dtype)
 
 

@@ -8,6 +8,9 @@ holds the padding and padding mode), and provides
   ``(C_out,)``; a part not asked for is None (and ``x`` may then be None too);
 - ``supports(g) -> str | None``: None, or the reason it cannot handle geometry ``g``.
 
+An algorithm with ``saves = True`` also takes ``saved=`` (a dict a training module keeps from its
+forward to its backward) in both calls, to reuse work of the forward in the backward.
+
 Padding and its adjoint (the gradient of padding) come from ``convgrad._padding`` whichever
 algorithm runs, so every padding mode means the same thing everywhere.
 """
@@ -24,6 +27,7 @@ class Algorithm:
     """Base class: a named convolution algorithm that supports every geometry unless it says otherwise."""
 
     name = "base"
+    saves = False  # whether forward and backward take ``saved=`` (see the module docstring)
 
     def supports(self, g: ConvGeometry) -> str | None:
         return None
@@ -36,6 +40,20 @@ class Algorithm:
 
     def __repr__(self) -> str:
         return f"<convgrad algorithm {self.name!r}>"
+
+
+def run_forward(algorithm: Algorithm, x, w, b, g: ConvGeometry, saved: dict | None) -> np.ndarray:
+    """``algorithm.forward``, handing it ``saved`` when it takes one."""
+    if saved is not None and algorithm.saves:
+        return algorithm.forward(x, w, b, g, saved=saved)
+    return algorithm.forward(x, w, b, g)
+
+
+def run_backward(algorithm: Algorithm, dy, x, w, g: ConvGeometry, need_dx, need_dw, need_db, saved: dict | None):
+    """``algorithm.backward``, handing it ``saved`` when it takes one."""
+    if saved is not None and algorithm.saves:
+        return algorithm.backward(dy, x, w, g, need_dx, need_dw, need_db, saved=saved)
+    return algorithm.backward(dy, x, w, g, need_dx, need_dw, need_db)
 
 
 def padded(x: np.ndarray, g: ConvGeometry) -> np.ndarray:

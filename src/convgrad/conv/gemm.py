@@ -149,10 +149,11 @@ class Layout:
         """(kernel offset, index of the input it meets in the tile) for every offset, in scan order."""
         return _window_indices(self, g.kernel, g.stride, g.dilation, t.out_size)
 
-    def im2col(self, xc: np.ndarray, g, t: Tile, slot: int = SLOT_COLS) -> np.ndarray:
-        """The tile's input (``xc`` restricted to the tile) -> cols ``(G, C_in/G·K, columns)`` in a scratch buffer."""
+    def im2col(self, xc: np.ndarray, g, t: Tile, slot: int | None = SLOT_COLS) -> np.ndarray:
+        """The tile's input (``xc`` restricted to the tile) -> cols ``(G, C_in/G·K, columns)`` in a scratch
+        buffer (a new array when ``slot`` is None)."""
         cols_shape = (xc.shape[0],) + g.kernel + self.shape(1, t.count, t.out_size)[1:]
-        cols = scratch(math.prod(cols_shape), g.dtype, slot).reshape(cols_shape)
+        cols = _buffer(cols_shape, g.dtype, slot)
         windows = self._windows(g, t)
 
         def job(c: slice) -> None:
@@ -245,9 +246,9 @@ class Flat(Layout):
         """(kernel offset, flat slice of an image it meets) for every offset, in scan order."""
         return [(offset, slice(start, start + t.width)) for offset, start in flat_offsets(g)]
 
-    def im2col(self, xc: np.ndarray, g, t: Tile, slot: int = SLOT_COLS) -> np.ndarray:
+    def im2col(self, xc: np.ndarray, g, t: Tile, slot: int | None = SLOT_COLS) -> np.ndarray:
         cols_shape = (xc.shape[0],) + g.kernel + (t.count, t.width)
-        cols = scratch(math.prod(cols_shape), g.dtype, slot).reshape(cols_shape)
+        cols = _buffer(cols_shape, g.dtype, slot)
         runs = self._runs(g, t)
 
         def job(c: slice) -> None:
@@ -303,6 +304,11 @@ class Flat(Layout):
     def input_grad(self, dxc: np.ndarray, g) -> np.ndarray:
         dxc = dxc.reshape(dxc.shape[:2] + g.padded_size)
         return Layout(False, self.nd).input_grad(dxc, g)
+
+
+def _buffer(shape, dtype, slot: int | None) -> np.ndarray:
+    """Scratch of ``shape`` in ``slot``, or a new array when ``slot`` is None (to be kept)."""
+    return np.empty(shape, dtype) if slot is None else scratch(math.prod(shape), dtype, slot).reshape(shape)
 
 
 def chunk_limit() -> int:
@@ -401,37 +407,53 @@ def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None) 
     return owned(unpadded((correlate or forward)(dy, rotated, None, inner), g))
 
 
-def forward(x, w, b, g) -> np.ndarray:
-    """x ``(N, C_in, *L)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``."""
+def forward(x, w, b, g, saved: dict | None = None) -> np.ndarray:
+    """x ``(N, C_in, *L)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``.
+
+    With a ``saved`` dict (a training module's), an im2col matrix that covers the whole batch in one
+    tile is kept there for :func:`products`, which then needs no second im2col of x for dW.
+    """
     W = grouped_matrix(w, g)  # (G, C_out/G, C_in/G·K)
     layout = choose_layout(g)
     xc = layout.arranged(x, g)
     yc = layout.output_buffer(g.out_channels, g, SLOT_OUTPUT)
-    for t in layout.tiles(g):
-        cols = layout.im2col(layout.tile_input(xc, t), g, t)
+    tiles = layout.tiles(g)
+    keep = saved is not None and len(tiles) == 1
+    for t in tiles:
+        cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)
         target = layout.tile_output(yc, t)
         if _writes_through(target, g.groups, t.columns):
             np.matmul(W, cols, out=_as_matrix(target, g.groups, t.columns))
         else:
             target[...] = np.matmul(W, cols).reshape(target.shape)
+    if keep:
+        saved["columns"] = (g, cols)
     y = layout.output(yc, g)
     if b is not None:
         y += b.reshape((1, -1) + (1,) * g.nd)
     return y
 
 
-def products(dy, x, w, g, need_dx: bool, need_dw: bool):
+def _saved_columns(saved: dict | None, g):
+    """The im2col matrix :func:`forward` kept for this geometry (taken out of ``saved``), or None."""
+    kept = saved.pop("columns", None) if saved else None
+    return kept[1] if kept is not None and kept[0] == g else None
+
+
+def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = None):
     """(dx by col2im or None, dw or None): the backward's matrix products over the im2col matrix."""
     W = grouped_matrix(w, g)
     layout = choose_layout(g)
     dyc = layout.grad_output(dy, g)
-    xc = layout.arranged(x, g) if need_dw else None
+    kept = _saved_columns(saved, g) if need_dw else None
+    xc = layout.arranged(x, g) if need_dw and kept is None else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
     dW = np.zeros(W.shape, dtype=g.dtype) if need_dw else None
-    for t in layout.tiles(g, int(need_dx) + int(need_dw)):
+    for t in (layout.tiles(g) if kept is not None else layout.tiles(g, int(need_dx) + int(need_dw))):
         dY = _as_matrix(layout.tile_output(dyc, t), g.groups, t.columns)  # (G, C_out/G, columns)
         if need_dw:
-            dW += np.matmul(dY, layout.im2col(layout.tile_input(xc, t), g, t).swapaxes(-1, -2))
+            cols = kept if kept is not None else layout.im2col(layout.tile_input(xc, t), g, t)
+            dW += np.matmul(dY, cols.swapaxes(-1, -2))
         if need_dx:
             shape = (g.groups, W.shape[2], t.columns)
             dcols = np.matmul(W.swapaxes(-1, -2), dY, out=scratch(math.prod(shape), g.dtype, SLOT_DCOLS).reshape(shape))
@@ -442,17 +464,18 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool):
 
 class Gemm(Algorithm):
     name = "gemm"
+    saves = True
 
-    def forward(self, x, w, b, g):
-        return forward(x, w, b, g)
+    def forward(self, x, w, b, g, saved=None):
+        return forward(x, w, b, g, saved)
 
-    def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True):
+    def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None):
         """dy ``(N, C_out, *O)`` -> dx like x, dw like w, db ``(C_out,)``."""
         correlate = need_dx and correlate_input_grad(g)
         dx = input_grad_as_correlation(dy, w, g) if correlate else None
         dw = None
         if need_dw or (need_dx and not correlate):
-            col2im_dx, dw = products(dy, x, w, g, need_dx and not correlate, need_dw)
+            col2im_dx, dw = products(dy, x, w, g, need_dx and not correlate, need_dw, saved)
             dx = dx if correlate else col2im_dx
         return dx, dw, (bias_grad(dy) if need_db else None)
 

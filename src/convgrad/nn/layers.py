@@ -12,8 +12,8 @@ import numpy as np
 from .. import ops, pool
 from .._args import int_tuple, is_int
 from .._random import generator
-from ..conv import conv, conv_transpose
-from ..conv.api import backward_pass, transpose_backward_pass
+from ..conv import conv_transpose
+from ..conv.api import _conv, backward_pass, transpose_backward_pass
 from .module import Module, Parameter, as_dtype
 
 
@@ -69,14 +69,20 @@ class _ConvNd(_WeightBias):
                               in_channels // groups * math.prod(kernel), bias, dtype)
 
     def forward(self, x):
-        """x ``(N, C_in, *L)`` -> ``(N, C_out, *O)``."""
+        """x ``(N, C_in, *L)`` -> ``(N, C_out, *O)``. In training mode the convolution may keep its im2col
+        matrix (at most ``convgrad.conv.gemm.CHUNK_BYTES``) until :meth:`backward`, which then reuses it."""
         self._x = x
-        return conv(x, self.weight.data, self._bias_data, **self.options)
+        self._saved = {} if self.training else None
+        o = self.options
+        return _conv("conv", x, self.weight.data, self._bias_data, o["stride"], o["padding"], o["dilation"],
+                     o["groups"], o["padding_mode"], "auto", saved=self._saved)
 
     def backward(self, dy, input_grad=True):
         o = self.options
         dx, dw, db = backward_pass("conv_backward", dy, self._x, self.weight.data, o["stride"], o["padding"], o["dilation"],
-                                   o["groups"], o["padding_mode"], self.bias is not None, "auto", need_dx=input_grad)
+                                   o["groups"], o["padding_mode"], self.bias is not None, "auto", need_dx=input_grad,
+                                   saved=self._saved)
+        self._saved = None
         self._accumulate(dw, db)
         return dx
 
