@@ -1,7 +1,8 @@
 """``algorithm="gemm"``: im2col + one matrix multiply per group (BLAS), col2im by strided ``+=``.
 
-The input is first copied, padded, into a channel-major layout: ``(C_in, N, *P)`` ("images inside")
-or ``(C_in, *P, N)`` ("images innermost"). For a chunk of the work the im2col matrix is
+The input is first copied, padded, into a channel-major layout: ``(C_in, N, *P)`` ("images inside"),
+``(C_in, *P, N)`` ("images innermost") or ``(C_in, N, P₁·P₂·…)`` ("flat", stride 1: see
+:class:`Flat`). For a chunk of the work the im2col matrix is
 ``cols (C_in·K, columns)``, K = prod(kernel), one column per (image, output position) of the chunk:
 row ``(c, offset)`` holds the input element that kernel ``offset`` of channel c meets there. It is
 built by a loop over the K kernel offsets, each one strided slice copy (no fancy indexing, no
@@ -12,9 +13,10 @@ large matrix product:
     dW_g += dy_g (C_out/G, columns)  @ cols_gᵀ (columns, C_in/G·K)
     dcols_g = W_gᵀ (C_in/G·K, C_out/G) @ dy_g (C_out/G, columns),  then col2im: dxc[offset slices] += dcols
 
-The layout is chosen for long copies: each kernel offset copies runs of one output row (images
-inside) or of one output row times the batch (images innermost, which wins for short rows and for
-strides above 1, at the price of an element-wise transpose of the input and output).
+The layout is chosen for long copies (:func:`choose_layout`): each kernel offset copies runs of one
+output row (images inside), of one output row times the batch (images innermost, which wins for
+short rows, at the price of a transpose of the input and output, done in blocks of a few images), or
+of a whole image (flat).
 
 For a stride-1 convolution whose padded input is not much larger than its output, the input
 gradient is computed instead as the notes derive it: a forward correlation of the padded dy with the
@@ -41,9 +43,11 @@ from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
 from .base import Algorithm, bias_grad, dilate, grouped, unpadded
 
-CHUNK_BYTES = 8 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
+CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
+TRANSPOSE_BLOCK = 8  # images per block of a transpose to or from images-innermost (measured best)
+KEEP_BYTES = 16 * 2**20  # a training module keeps an im2col matrix up to this size (one tile) for its backward
 FLAT_WASTE = 1.2  # the flat layout computes at most this many grid positions per output position (measured: 1.17 wins, 1.22 loses)
-SHORT_ROW = 24  # output rows shorter than this (or strided) are copied with the images innermost
+SHORT_ROW = 40  # output rows shorter than this are copied with the images innermost (unless flat)
 SLOT_INPUT, SLOT_GRAD_OUTPUT, SLOT_COLS, SLOT_DCOLS, SLOT_DINPUT, SLOT_OUTPUT = range(6)
 
 
@@ -88,13 +92,23 @@ class Layout:
     def arrange(self, array: np.ndarray, target: np.ndarray, channels: slice) -> None:
         """Copy ``array (N, C, *S)``'s channels into ``target`` (this layout)."""
         source = array[:, channels]
-        target[channels] = source.transpose(tuple(range(1, source.ndim)) + (0,)) if self.innermost else source.swapaxes(0, 1)
+        if not self.innermost:
+            target[channels] = source.swapaxes(0, 1)
+            return
+        last = tuple(range(1, source.ndim)) + (0,)
+        for images in _image_blocks(source.shape[0]):  # a plain element-wise transpose is 4x slower here
+            target[channels, ..., images] = source[images].transpose(last)
 
     def restore(self, array: np.ndarray, target: np.ndarray) -> np.ndarray:
         """``target (N, C, *S)`` from ``array`` (this layout), split over cores along C."""
         def job(c: slice) -> None:
             source = array[c]
-            target[:, c] = source.transpose((source.ndim - 1,) + tuple(range(source.ndim - 1))) if self.innermost else source.swapaxes(0, 1)
+            if not self.innermost:
+                target[:, c] = source.swapaxes(0, 1)
+                return
+            first = (source.ndim - 1,) + tuple(range(source.ndim - 1))
+            for images in _image_blocks(target.shape[0]):
+                target[images, c] = source[..., images].transpose(first)
 
         over_channels(job, target.shape[1], target.size)
         return target
@@ -121,14 +135,14 @@ class Layout:
         over_channels(job, shape[0], xc.size)
         return xc
 
-    def tiles(self, g, buffers: int = 1) -> list[Tile]:
-        """Split the work into tiles whose ``buffers`` im2col-sized buffers fit a chunk.
+    def tiles(self, g, buffers: int = 1, limit: int | None = None) -> list[Tile]:
+        """Split the work into tiles whose ``buffers`` im2col-sized buffers fit a chunk (or ``limit`` bytes).
 
         Images inside: chunks of whole images (bands of rows for an image too large on its own). Images
         innermost: bands of output rows over the whole batch, so that every copied run spans the batch.
         """
         row_bytes = buffers * g.in_channels * math.prod(g.kernel) * math.prod(g.out_size[1:]) * g.dtype.itemsize
-        limit, rows = chunk_limit(), g.out_size[0]
+        limit, rows = limit or chunk_limit(), g.out_size[0]
         per_image = max(1, row_bytes * rows)
         everything = slice(0, g.batch)
         if not self.innermost and per_image <= limit:
@@ -231,10 +245,10 @@ class Flat(Layout):
         fits = 2 * g.in_channels * math.prod(g.kernel) * width * g.dtype.itemsize <= chunk_limit()
         return fits and width <= FLAT_WASTE * math.prod(g.out_size)
 
-    def tiles(self, g, buffers: int = 1) -> list[Tile]:
+    def tiles(self, g, buffers: int = 1, limit: int | None = None) -> list[Tile]:
         """Chunks of whole images."""
         width = grid_length(g)
-        step = max(1, chunk_limit() // max(1, buffers * g.in_channels * math.prod(g.kernel) * width * g.dtype.itemsize))
+        step = max(1, (limit or chunk_limit()) // max(1, buffers * g.in_channels * math.prod(g.kernel) * width * g.dtype.itemsize))
         return [Tile(slice(i, min(i + step, g.batch)), slice(0, g.out_size[0]), slice(None), g.out_size, width)
                 for i in range(0, g.batch, step)]
 
@@ -306,6 +320,12 @@ class Flat(Layout):
         return Layout(False, self.nd).input_grad(dxc, g)
 
 
+def _image_blocks(count: int) -> list[slice]:
+    """Blocks of ``TRANSPOSE_BLOCK`` images: a transpose to or from images-innermost copied block by block
+    reads (or writes) a few long runs at a time instead of one element of every run."""
+    return [slice(a, min(count, a + TRANSPOSE_BLOCK)) for a in range(0, count, TRANSPOSE_BLOCK)]
+
+
 def _buffer(shape, dtype, slot: int | None) -> np.ndarray:
     """Scratch of ``shape`` in ``slot``, or a new array when ``slot`` is None (to be kept)."""
     return np.empty(shape, dtype) if slot is None else scratch(math.prod(shape), dtype, slot).reshape(shape)
@@ -345,11 +365,17 @@ def grid_length(g) -> int:
 
 
 def choose_layout(g) -> Layout:
-    """Flat for stride 1 (when few positions are dropped); else images innermost for short or strided
-    output rows, with a batch to make the runs long; else images inside."""
+    """Flat for stride 1 (when few positions are dropped); else images innermost for short output
+    rows, with a batch to make the runs long; else images inside.
+
+    Measured on the benchmark suite (forward + backward, ms): res-128 (rows of 8) innermost 16.5,
+    flat 20.0, inside 24.6; conv3d (rows of 32, batch 8) innermost 108, inside 131; stem-7x7 (stride 2,
+    rows of 112) inside 91, innermost 137 (the transposes of a large output); cifar-16 flat 20.5,
+    innermost 24, inside 25.
+    """
     if Flat.suits(g):
         return Flat(innermost=False, nd=g.nd)
-    short = g.stride[-1] > 1 or g.out_size[-1] < SHORT_ROW
+    short = g.out_size[-1] < SHORT_ROW
     return Layout(innermost=short and g.batch > 1, nd=g.nd)
 
 
@@ -411,14 +437,17 @@ def forward(x, w, b, g, saved: dict | None = None) -> np.ndarray:
     """x ``(N, C_in, *L)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``.
 
     With a ``saved`` dict (a training module's), an im2col matrix that covers the whole batch in one
-    tile is kept there for :func:`products`, which then needs no second im2col of x for dW.
+    tile of at most ``KEEP_BYTES`` is kept there for :func:`products`, which then needs no second im2col
+    of x for dW.
     """
     W = grouped_matrix(w, g)  # (G, C_out/G, C_in/G·K)
     layout = choose_layout(g)
     xc = layout.arranged(x, g)
     yc = layout.output_buffer(g.out_channels, g, SLOT_OUTPUT)
     tiles = layout.tiles(g)
-    keep = saved is not None and len(tiles) == 1
+    whole = layout.tiles(g, limit=min(KEEP_BYTES, get_workspace_limit())) if saved is not None else tiles
+    keep = saved is not None and len(whole) == 1
+    tiles = whole if keep else tiles
     for t in tiles:
         cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)
         target = layout.tile_output(yc, t)
@@ -449,7 +478,8 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
     xc = layout.arranged(x, g) if need_dw and kept is None else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
     dW = np.zeros(W.shape, dtype=g.dtype) if need_dw else None
-    for t in (layout.tiles(g) if kept is not None else layout.tiles(g, int(need_dx) + int(need_dw))):
+    tiles = layout.tiles(g, limit=kept.nbytes) if kept is not None else layout.tiles(g, int(need_dx) + int(need_dw))
+    for t in tiles:
         dY = _as_matrix(layout.tile_output(dyc, t), g.groups, t.columns)  # (G, C_out/G, columns)
         if need_dw:
             cols = kept if kept is not None else layout.im2col(layout.tile_input(xc, t), g, t)

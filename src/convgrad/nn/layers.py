@@ -70,7 +70,7 @@ class _ConvNd(_WeightBias):
 
     def forward(self, x):
         """x ``(N, C_in, *L)`` -> ``(N, C_out, *O)``. In training mode the convolution may keep its im2col
-        matrix (at most ``convgrad.conv.gemm.CHUNK_BYTES``) until :meth:`backward`, which then reuses it."""
+        matrix (at most ``convgrad.conv.gemm.KEEP_BYTES``) until :meth:`backward`, which then reuses it."""
         self._x = x
         self._saved = {} if self.training else None
         o = self.options
