@@ -25,7 +25,7 @@ import numpy as np
 from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
-from .base import Algorithm, add_bias, bias_grad, padded, unpadded
+from .base import Algorithm, bias_grad, padded, unpadded
 from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_offsets, grid_length, input_grad_as_correlation, owned
 
 CACHE_BYTES = 1 << 20  # per thread: the images of one chunk, over its channels, stay in L2
@@ -140,17 +140,22 @@ def _flat_forward(x, w, b, g) -> np.ndarray:
     yc = scratch(g.out_channels * rows.shape[1], g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
     weights, starts, grid = w.reshape(g.in_channels, m, K), [start for _, start in flat_offsets(g)], _grid(g)
 
+    bias = None if b is None else b.reshape(g.in_channels, m, 1)
+
     def job(c: slice) -> None:
         part = scratch(RUN, g.dtype, SLOT_COLS)
         for channels, piece in _blocks(c, grid):
             term = part[: (channels.stop - channels.start) * (piece.stop - piece.start)].reshape(-1, piece.stop - piece.start)
             for j in range(m):
+                acc = yc[channels, j, piece]
                 for k, start in enumerate(starts):
                     source = rows[channels, piece.start + start: piece.stop + start]
-                    _multiply_add(yc[channels, j, piece], source, weights[channels, j, k, None], term if k else None)
+                    _multiply_add(acc, source, weights[channels, j, k, None], term if k else None)
+                if bias is not None:
+                    acc += bias[channels, j]  # while the block is in cache
 
     over_channels(job, g.in_channels, g.out_channels * grid * K)
-    return add_bias(layout.output(yc.reshape(g.out_channels, g.batch, -1), g), b)
+    return layout.output(yc.reshape(g.out_channels, g.batch, -1), g)
 
 
 def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool):

@@ -429,8 +429,14 @@ def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None) 
     flip = (slice(None), slice(None)) + (slice(None, None, -1),) * g.nd
     rotated = grouped(w, g.groups).swapaxes(1, 2)  # (G, C_in/G, C_out/G, *k)
     rotated = np.ascontiguousarray(rotated.reshape((g.in_channels, g.out_channels // g.groups) + g.kernel)[flip])
+    run = correlate or forward
+    # zero padding has nothing to fold back: compute only the input's own positions (output length L)
+    inside = tuple((lo_full - lo, hi_full - hi) for (lo_full, hi_full), (lo, hi) in zip(pads, g.pads))
+    if g.padding_mode == "zeros" and all(a >= 0 and b >= 0 for a, b in inside):
+        inner = plain_geometry(dy.shape, rotated.shape, (1,) * g.nd, g.dilation, g.groups, g.dtype, inside, g.in_size)
+        return run(dy, rotated, None, inner)
     inner = plain_geometry(dy.shape, rotated.shape, (1,) * g.nd, g.dilation, g.groups, g.dtype, pads, g.padded_size)
-    return owned(unpadded((correlate or forward)(dy, rotated, None, inner), g))
+    return owned(unpadded(run(dy, rotated, None, inner), g))
 
 
 def forward(x, w, b, g, saved: dict | None = None) -> np.ndarray:
@@ -448,19 +454,19 @@ def forward(x, w, b, g, saved: dict | None = None) -> np.ndarray:
     whole = layout.tiles(g, limit=min(KEEP_BYTES, get_workspace_limit())) if saved is not None else tiles
     keep = saved is not None and len(whole) == 1
     tiles = whole if keep else tiles
+    bias = None if b is None else b.reshape(g.groups, -1, 1)  # added to each tile's product while in cache
     for t in tiles:
         cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)
         target = layout.tile_output(yc, t)
-        if _writes_through(target, g.groups, t.columns):
-            np.matmul(W, cols, out=_as_matrix(target, g.groups, t.columns))
-        else:
-            target[...] = np.matmul(W, cols).reshape(target.shape)
+        through = _writes_through(target, g.groups, t.columns)
+        product = np.matmul(W, cols, out=_as_matrix(target, g.groups, t.columns) if through else None)
+        if bias is not None:
+            product += bias
+        if not through:
+            target[...] = product.reshape(target.shape)
     if keep:
         saved["columns"] = (g, cols)
-    y = layout.output(yc, g)
-    if b is not None:
-        y += b.reshape((1, -1) + (1,) * g.nd)
-    return y
+    return layout.output(yc, g)
 
 
 def _saved_columns(saved: dict | None, g):
