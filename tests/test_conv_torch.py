@@ -124,3 +124,16 @@ def test_flat_layout_is_chosen_for_short_stride_one_rows():
     assert layout((64, 64, 16, 16), (64, 64, 3, 3), padding=1) == "Flat"
     assert layout((64, 64, 16, 16), (128, 64, 3, 3), padding=1, stride=2) == "Layout"
     assert layout((64, 6, 12, 12), (16, 6, 5, 5)) == "Layout"  # 92 grid positions for 64 outputs
+
+
+@pytest.mark.parametrize("run", [5, 64, 1 << 18])
+def test_depthwise_pieces_and_channel_blocks_match_torch(run):
+    """The flat depthwise form cuts each channel's grid into pieces and groups channels into blocks
+    of about ``RUN`` elements; small values force ragged pieces and blocks (multiplier 2, dilation)."""
+    from convgrad.conv import depthwise
+
+    case = Case((3, 5, 9, 8), (10, 1, 3, 2), True, dict(groups=5, padding=(2, 1), dilation=(2, 1)))
+    case.b_size = 10
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(depthwise, "RUN", run)
+        check_against_torch(case, "depthwise", seed=run)

@@ -113,15 +113,26 @@ def _grid(g) -> int:
     return (g.batch - 1) * math.prod(g.padded_size) + grid_length(g)
 
 
-def _blocks(c: slice, grid: int):
-    """(channel block, grid piece) pairs covering channels ``c`` × the grid, about ``RUN`` elements each.
+def _blocks(c: slice, grid: int, dtype):
+    """(channel block, grid piece, scratch of the block's shape) covering channels ``c`` × the grid, about
+    ``RUN`` elements each.
 
     Each multiply-add then spans several channels (a weight column broadcast along the grid): long
     calls, which two threads can run at once (short ones serialise on the GIL)."""
     piece = min(grid, RUN)
     step = max(1, RUN // piece)
-    return [(slice(first, min(c.stop, first + step)), slice(a, min(grid, a + piece)))
-            for first in range(c.start, c.stop, step) for a in range(0, grid, piece)]
+    part = scratch(RUN, dtype, SLOT_COLS)
+    for first in range(c.start, c.stop, step):
+        channels = slice(first, min(c.stop, first + step))
+        for a in range(0, grid, piece):
+            length = min(grid, a + piece) - a
+            yield channels, slice(a, a + length), part[: (channels.stop - first) * length].reshape(-1, length)
+
+
+def _plan(w, g) -> tuple:
+    """(weights ``(C, m, K)``, where each kernel offset's run starts, grid length of one channel)."""
+    K = math.prod(g.kernel)
+    return w.reshape(g.in_channels, g.out_channels // g.in_channels, K), [s for _, s in flat_offsets(g)], _grid(g)
 
 
 def _multiply_add(acc: np.ndarray, source: np.ndarray, weight: np.ndarray, term: np.ndarray | None) -> None:
@@ -135,17 +146,13 @@ def _multiply_add(acc: np.ndarray, source: np.ndarray, weight: np.ndarray, term:
 
 def _flat_forward(x, w, b, g) -> np.ndarray:
     """Stride 1: y ``(N, C·m, *O)`` (+ b) by multiply-adds of contiguous runs of each channel's row."""
-    layout, m, K = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels, math.prod(g.kernel)
+    layout, m = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels
     rows = layout.arranged(x, g).reshape(g.in_channels, -1)  # (C, N·P)
     yc = scratch(g.out_channels * rows.shape[1], g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
-    weights, starts, grid = w.reshape(g.in_channels, m, K), [start for _, start in flat_offsets(g)], _grid(g)
-
-    bias = None if b is None else b.reshape(g.in_channels, m, 1)
+    (weights, starts, grid), bias = _plan(w, g), None if b is None else b.reshape(g.in_channels, m, 1)
 
     def job(c: slice) -> None:
-        part = scratch(RUN, g.dtype, SLOT_COLS)
-        for channels, piece in _blocks(c, grid):
-            term = part[: (channels.stop - channels.start) * (piece.stop - piece.start)].reshape(-1, piece.stop - piece.start)
+        for channels, piece, term in _blocks(c, grid, g.dtype):
             for j in range(m):
                 acc = yc[channels, j, piece]
                 for k, start in enumerate(starts):
@@ -154,7 +161,7 @@ def _flat_forward(x, w, b, g) -> np.ndarray:
                 if bias is not None:
                     acc += bias[channels, j]  # while the block is in cache
 
-    over_channels(job, g.in_channels, g.out_channels * grid * K)
+    over_channels(job, g.in_channels, g.out_channels * grid * len(starts))
     return layout.output(yc.reshape(g.out_channels, g.batch, -1), g)
 
 
@@ -163,23 +170,20 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool):
     (with one filter per channel, dx is better computed as a correlation: see ``Depthwise.backward``)."""
     if not (need_dx or need_dw):
         return None, None
-    layout, m, K = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels, math.prod(g.kernel)
-    P = math.prod(g.padded_size)
+    layout, m, P = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels, math.prod(g.padded_size)
     grads = scratch(g.out_channels * g.batch * P, g.dtype, SLOT_GRAD_OUTPUT).reshape(g.out_channels, g.batch, P)
     dy_grid = layout.positions(grads, g)
     rows = layout.arranged(x, g).reshape(g.in_channels, -1) if need_dw else None
     dxc = layout.input_grad_buffer(g).reshape(g.in_channels, -1) if need_dx else None
-    dW = np.zeros((g.in_channels, m, K), dtype=g.dtype) if need_dw else None
-    weights, starts, grid = w.reshape(g.in_channels, m, K), [start for _, start in flat_offsets(g)], _grid(g)
+    weights, starts, grid = _plan(w, g)
+    dW = np.zeros(weights.shape, dtype=g.dtype) if need_dw else None
     grads3 = grads.reshape(g.in_channels, m, -1)
 
     def job(c: slice) -> None:
         outputs = slice(c.start * m, c.stop * m)
         grads[outputs].fill(0)
         dy_grid[outputs] = dy[:, outputs].swapaxes(0, 1)
-        part = scratch(RUN, g.dtype, SLOT_COLS)
-        for channels, piece in _blocks(c, grid):
-            term = part[: (channels.stop - channels.start) * (piece.stop - piece.start)].reshape(-1, piece.stop - piece.start)
+        for channels, piece, term in _blocks(c, grid, g.dtype):
             for j in range(m):
                 grad = grads3[channels, j, piece]
                 for k, start in enumerate(starts):
@@ -189,7 +193,7 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool):
                     if need_dx:
                         _multiply_add(dxc[channels, shifted], grad, weights[channels, j, k, None], term)
 
-    over_channels(job, g.in_channels, g.out_channels * grid * K)
+    over_channels(job, g.in_channels, g.out_channels * grid * len(starts))
     dx = owned(unpadded(layout.input_grad(dxc.reshape(g.in_channels, g.batch, -1), g), g)) if need_dx else None
     return dx, (dW.reshape(w.shape) if need_dw else None)
 
