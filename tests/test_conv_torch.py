@@ -120,10 +120,12 @@ def test_flat_layout_is_chosen_for_short_stride_one_rows():
                           options.get("padding", 0), 1, 1, "zeros")[0]
         return type(gemm.choose_layout(g)).__name__
 
-    assert layout((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "Flat"  # 34/32 grid positions per output
-    assert layout((64, 64, 16, 16), (64, 64, 3, 3), padding=1) == "Flat"
+    assert layout((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "Flat"  # 34²/32² grid positions per output
+    assert layout((64, 64, 16, 16), (64, 64, 3, 3), padding=1) == "Flat"  # 18²/16²
+    assert layout((8, 16, 16, 32, 32), (16, 16, 3, 3, 3), padding=1) == "Flat"  # one image's matrix > a chunk
     assert layout((64, 64, 16, 16), (128, 64, 3, 3), padding=1, stride=2) == "Layout"
-    assert layout((64, 6, 12, 12), (16, 6, 5, 5)) == "Layout"  # 92 grid positions for 64 outputs
+    assert layout((64, 1, 28, 28), (6, 1, 5, 5)) == "Layout"  # 28²/24²
+    assert layout((64, 6, 12, 12), (16, 6, 5, 5)) == "Layout"  # 144 grid positions for 64 outputs
 
 
 @pytest.mark.parametrize("run", [5, 64, 1 << 18])

@@ -47,7 +47,7 @@ CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient pr
 TRANSPOSE_BLOCK = 8  # images per block of a transpose to or from images-innermost (measured best)
 TRANSPOSE_BLOCKED_FROM = 1 << 17  # elements: smaller transposes are done in one call
 KEEP_BYTES = 16 * 2**20  # a training module keeps an im2col matrix up to this size (one tile) for its backward
-FLAT_WASTE = 1.2  # the flat layout computes at most this many grid positions per output position (measured: 1.17 wins, 1.22 loses)
+FLAT_WASTE = 1.3  # the flat layout computes at most this many grid positions per output (measured: 1.27 wins or ties, 1.36 loses)
 SHORT_ROW = 40  # output rows shorter than this are copied with the images innermost (unless flat)
 SLOT_INPUT, SLOT_GRAD_OUTPUT, SLOT_COLS, SLOT_DCOLS, SLOT_DINPUT, SLOT_OUTPUT = range(6)
 
@@ -60,7 +60,7 @@ class Tile:
     rows: slice
     inputs: slice
     out_size: tuple[int, ...]
-    width: int = 0  # columns per image when not one per output position (the flat layout's grid)
+    span: int = 0  # the flat layout: columns of the tile's grid (its images end to end)
 
     @property
     def count(self) -> int:
@@ -68,8 +68,8 @@ class Tile:
 
     @property
     def columns(self) -> int:
-        """Columns of this tile's im2col matrix: images × output positions (× grid positions, flat layout)."""
-        return self.count * (self.width or math.prod(self.out_size))
+        """Columns of this tile's im2col matrix: images × output positions (grid positions, flat layout)."""
+        return self.span or self.count * math.prod(self.out_size)
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,19 @@ class Layout:
 
         over_channels(job, dxc.shape[0], dcols.size)
 
+    def rows(self, g) -> int:
+        """How many matrix products one tile takes (one per kernel row in the flat layout)."""
+        return 1
+
+    def parts(self, cols: np.ndarray, g, t: Tile) -> list:
+        """The im2col matrix of each product, ``(G, C_in/G·K/rows, columns)`` (views of ``cols``)."""
+        return [cols]
+
+    def dcols_buffer(self, g, t: Tile) -> np.ndarray:
+        """Scratch for the gradient of a tile's im2col matrix (filled by :meth:`parts` views)."""
+        shape = (g.groups, g.in_channels // g.groups * math.prod(g.kernel), t.columns)
+        return scratch(math.prod(shape), g.dtype, SLOT_DCOLS).reshape(shape)
+
     def tile_input(self, xc: np.ndarray, t: Tile) -> np.ndarray:
         """The input rows tile t reads, all channels (this layout)."""
         return xc[self.index(slice(None), t.batch, (t.inputs,) + (slice(None),) * (self.nd - 1))]
@@ -226,75 +239,99 @@ class Layout:
 
 @dataclass(frozen=True)
 class Flat(Layout):
-    """Images inside, each padded image flattened: ``(C, N, P₁·P₂·…)``; stride 1 only.
+    """Images inside, flattened: ``(C, N·P)`` with P = P₁·P₂·… the padded image's size; stride 1 only.
 
-    Kernel offset κ then meets, for every output position at once, one contiguous run of the
-    flattened image, starting at ``Σ κᵢ·dᵢ·Sᵢ`` (Sᵢ the flat stride of padded dim i). The products run
-    over the grid of all flat positions from the first output to the last, ``L = Σ (Oᵢ − 1)·Sᵢ + 1``
-    per image: the positions past the end of an output row (whose windows wrap into the next row) are
-    computed and dropped. im2col and col2im copy whole runs instead of one output row at a time,
-    which wins for short rows; the price is the dropped positions (at most ``FLAT_WASTE``).
+    Kernel offset κ then meets, for every output position of a chunk of images at once, one contiguous
+    run of each channel's row, starting at ``Σ κᵢ·dᵢ·Sᵢ`` (Sᵢ the flat stride of padded dim i). The
+    products run over the grid of all flat positions from the chunk's first output to its last:
+    positions past the end of an output row (whose windows wrap into the next row) and the padding rows
+    between images are computed and dropped, at most ``FLAT_WASTE`` grid positions per output.
     dy is zero at the dropped positions, so they add nothing to dW nor (through col2im) to dx.
+
+    In 2-D and 3-D the im2col matrix holds only the offsets of the last dims (κ₂, κ₃): the offsets of
+    the first dim shift the whole run by ``κ₁·d₁·S₁``, so the matrix of kernel row κ₁ is a view of that
+    smaller one, and the convolution is one product per kernel row, summed (k₁ times less im2col
+    copying, for products that are each k₁ times smaller).
     """
 
     @staticmethod
     def suits(g) -> bool:
-        """Numbers, stride 1, few dropped positions, and one image's im2col (twice) within a chunk."""
+        """Numbers, stride 1, few dropped positions, and one image's im2col (twice) within the workspace limit."""
         if g.dtype == object or any(s != 1 for s in g.stride) or g.batch * math.prod(g.out_size) == 0:
             return False
-        width = grid_length(g)
-        fits = 2 * g.in_channels * math.prod(g.kernel) * width * g.dtype.itemsize <= chunk_limit()
-        return fits and width <= FLAT_WASTE * math.prod(g.out_size)
+        P = math.prod(g.padded_size)
+        fits = 2 * g.in_channels * _row_offsets(g) * P * g.dtype.itemsize <= get_workspace_limit()
+        return fits and P <= FLAT_WASTE * math.prod(g.out_size)
+
+    def rows(self, g) -> int:
+        return g.kernel[0] if g.nd > 1 else 1
+
+    def _shift(self, g) -> int:
+        """How far kernel row κ₁ + 1 reads past kernel row κ₁ (0 in 1-D, where there are no rows)."""
+        return g.dilation[0] * _flat_strides(g.padded_size)[0] if g.nd > 1 else 0
 
     def tiles(self, g, buffers: int = 1, limit: int | None = None) -> list[Tile]:
-        """Chunks of whole images."""
-        width = grid_length(g)
-        step = max(1, (limit or chunk_limit()) // max(1, buffers * g.in_channels * math.prod(g.kernel) * width * g.dtype.itemsize))
-        return [Tile(slice(i, min(i + step, g.batch)), slice(0, g.out_size[0]), slice(None), g.out_size, width)
-                for i in range(0, g.batch, step)]
+        """Chunks of whole images, each one grid; ``inputs`` is the chunk's range of the flat rows."""
+        P = math.prod(g.padded_size)
+        per_image = buffers * g.in_channels * _row_offsets(g) * P * g.dtype.itemsize
+        step = max(1, (limit or chunk_limit()) // max(1, per_image))
+        return [Tile(slice(i, i1), slice(0, g.out_size[0]), slice(i * P, i1 * P), g.out_size, (i1 - i - 1) * P + grid_length(g))
+                for i, i1 in ((i, min(i + step, g.batch)) for i in range(0, g.batch, step))]
 
     def arranged(self, x: np.ndarray, g, slot: int = SLOT_INPUT) -> np.ndarray:
         xc = Layout(False, self.nd).arranged(x, g, slot)
-        return xc.reshape(xc.shape[:2] + (math.prod(g.padded_size),))
+        return xc.reshape(xc.shape[0], -1)
 
     def _runs(self, g, t: Tile) -> list:
-        """(kernel offset, flat slice of an image it meets) for every offset, in scan order."""
-        return [(offset, slice(start, start + t.width)) for offset, start in flat_offsets(g)]
+        """(index of the matrix row block, run within the tile's input) of each offset of the last dims."""
+        extent = t.span + (self.rows(g) - 1) * self._shift(g)
+        return [(k, slice(start, start + extent)) for k, start in enumerate(_row_starts(g))]
 
     def im2col(self, xc: np.ndarray, g, t: Tile, slot: int | None = SLOT_COLS) -> np.ndarray:
-        cols_shape = (xc.shape[0],) + g.kernel + (t.count, t.width)
-        cols = _buffer(cols_shape, g.dtype, slot)
         runs = self._runs(g, t)
+        cols = _buffer((xc.shape[0], len(runs), runs[0][1].stop - runs[0][1].start), g.dtype, slot)
 
         def job(c: slice) -> None:
-            for offset, run in runs:
-                cols[(c,) + offset] = xc[c, :, run]
+            for k, run in runs:
+                cols[c, k] = xc[c, run]
 
-        over_channels(job, cols_shape[0], cols.size)
-        return cols.reshape(g.groups, -1, t.columns)
+        over_channels(job, cols.shape[0], cols.size)
+        return cols.reshape(g.groups, -1, cols.shape[2])
+
+    def parts(self, cols: np.ndarray, g, t: Tile) -> list:
+        shift = self._shift(g)
+        return [cols[..., i * shift: i * shift + t.span] for i in range(self.rows(g))]
+
+    def dcols_buffer(self, g, t: Tile) -> np.ndarray:
+        extent = t.span + (self.rows(g) - 1) * self._shift(g)
+        shape = (g.groups, g.in_channels // g.groups * _row_offsets(g), extent)
+        return scratch(math.prod(shape), g.dtype, SLOT_DCOLS).reshape(shape)
 
     def col2im(self, dcols: np.ndarray, dxc: np.ndarray, g, t: Tile) -> None:
-        dcols = dcols.reshape((dxc.shape[0],) + g.kernel + (t.count, t.width))
         runs = self._runs(g, t)
+        dcols = dcols.reshape(dxc.shape[0], len(runs), -1)
 
         def job(c: slice) -> None:
-            for offset, run in runs:
-                dxc[c, :, run] += dcols[(c,) + offset]
+            for k, run in runs:
+                dxc[c, run] += dcols[c, k]
 
         over_channels(job, dxc.shape[0], dcols.size)
 
     def tile_input(self, xc: np.ndarray, t: Tile) -> np.ndarray:
-        return xc[:, t.batch]
+        """The flat rows of the tile's images, all channels."""
+        return xc[:, t.inputs]
 
     def tile_output(self, yc: np.ndarray, t: Tile) -> np.ndarray:
-        return yc[:, t.batch]
+        """The tile's grid, all channels."""
+        return yc[:, t.inputs.start: t.inputs.start + t.span]
 
     def output_buffer(self, channels: int, g, slot: int) -> np.ndarray:
-        shape = (channels, g.batch, grid_length(g))
+        shape = (channels, g.batch * math.prod(g.padded_size))
         return scratch(math.prod(shape), g.dtype, slot).reshape(shape)
 
     def positions(self, yc: np.ndarray, g) -> np.ndarray:
-        """The output positions within the grid ``yc (C, N, L)``: a view ``(C, N, *O)``."""
+        """The output positions within the grid ``yc (C, N·P)`` (or ``(C, N, P)``): a view ``(C, N, *O)``."""
+        yc = yc.reshape(yc.shape[0], g.batch, math.prod(g.padded_size))
         strides = yc.strides[:2] + tuple(s * yc.itemsize for s in _flat_strides(g.padded_size))
         return np.lib.stride_tricks.as_strided(yc, yc.shape[:2] + g.out_size, strides, writeable=True)
 
@@ -314,11 +351,23 @@ class Flat(Layout):
 
     def input_grad_buffer(self, g) -> np.ndarray:
         dxc = Layout(False, self.nd).input_grad_buffer(g)
-        return dxc.reshape(dxc.shape[:2] + (math.prod(g.padded_size),))
+        return dxc.reshape(dxc.shape[0], -1)
 
     def input_grad(self, dxc: np.ndarray, g) -> np.ndarray:
-        dxc = dxc.reshape(dxc.shape[:2] + g.padded_size)
+        dxc = dxc.reshape((g.in_channels, g.batch) + g.padded_size)
         return Layout(False, self.nd).input_grad(dxc, g)
+
+
+def _row_offsets(g) -> int:
+    """Kernel offsets per row of the flat layout's im2col matrix: those of the last dims (all in 1-D)."""
+    return math.prod(g.kernel[1:]) if g.nd > 1 else math.prod(g.kernel)
+
+
+def _row_starts(g) -> list[int]:
+    """Where the run of each offset of the last dims starts (of every offset, in 1-D), scan order."""
+    if g.nd == 1:
+        return [start for _, start in flat_offsets(g)]
+    return [start for offset, start in flat_offsets(g) if offset[0] == 0]
 
 
 def _image_blocks(count: int, elements: int) -> list[slice]:
@@ -381,11 +430,6 @@ def choose_layout(g) -> Layout:
         return Flat(innermost=False, nd=g.nd)
     short = g.out_size[-1] < SHORT_ROW
     return Layout(innermost=short and g.batch > 1, nd=g.nd)
-
-
-def grouped_matrix(w: np.ndarray, g) -> np.ndarray:
-    """Weight ``(C_out, C_in/G, *k)`` as one matrix per group: ``(G, C_out/G, C_in/G·K)``."""
-    return w.reshape(g.groups, g.out_channels // g.groups, g.in_channels // g.groups * math.prod(g.kernel))
 
 
 def owned(a: np.ndarray) -> np.ndarray:
@@ -455,6 +499,22 @@ def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None) 
     return result if size == g.in_size and g.padding_mode == "zeros" else owned(unpadded(result, g))
 
 
+def _weight_rows(w: np.ndarray, g, rows: int) -> np.ndarray:
+    """Weight ``(C_out, C_in/G, *k)`` as one matrix per group and kernel row: ``(rows, G, C_out/G, C_in/G·K/rows)``
+    (the flat layout's products take one kernel row each; every other layout one product, rows = 1)."""
+    per_row = math.prod(g.kernel) // rows
+    W = w.reshape(g.groups, g.out_channels // g.groups, g.in_channels // g.groups, rows, per_row)
+    shape = (rows, g.groups, g.out_channels // g.groups, g.in_channels // g.groups * per_row)
+    return np.ascontiguousarray(W.transpose(3, 0, 1, 2, 4)).reshape(shape)
+
+
+def _weight_from_rows(dW: np.ndarray, g, shape) -> np.ndarray:
+    """Inverse of :func:`_weight_rows`: ``(rows, G, C_out/G, C_in/G·K/rows)`` -> ``shape`` (C_out, C_in/G, *k)."""
+    rows = dW.shape[0]
+    dW = dW.reshape(rows, g.groups, g.out_channels // g.groups, g.in_channels // g.groups, math.prod(g.kernel) // rows)
+    return np.ascontiguousarray(dW.transpose(1, 2, 3, 0, 4)).reshape(shape)
+
+
 def forward(x, w, b, g, saved: dict | None = None) -> np.ndarray:
     """x ``(N, C_in, *L)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``.
 
@@ -462,20 +522,24 @@ def forward(x, w, b, g, saved: dict | None = None) -> np.ndarray:
     tile of at most ``KEEP_BYTES`` is kept there for :func:`products`, which then needs no second im2col
     of x for dW.
     """
-    W = grouped_matrix(w, g)  # (G, C_out/G, C_in/G·K)
     layout = choose_layout(g)
+    W = _weight_rows(w, g, layout.rows(g))  # (rows, G, C_out/G, C_in/G·K/rows)
     xc = layout.arranged(x, g)
     yc = layout.output_buffer(g.out_channels, g, SLOT_OUTPUT)
-    tiles = layout.tiles(g)
-    whole = layout.tiles(g, limit=min(KEEP_BYTES, get_workspace_limit())) if saved is not None else tiles
-    keep = saved is not None and len(whole) == 1
-    tiles = whole if keep else tiles
+    whole = _whole_batch(layout, g) if saved is not None else None
+    keep = whole is not None
+    tiles = whole or layout.tiles(g)
     bias = None if b is None else b.reshape(g.groups, -1, 1)  # added to each tile's product while in cache
     for t in tiles:
         cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)
         target = layout.tile_output(yc, t)
         through = _writes_through(target, g.groups, t.columns)
-        product = np.matmul(W, cols, out=_as_matrix(target, g.groups, t.columns) if through else None)
+        product = None
+        for W_row, part in zip(W, layout.parts(cols, g, t)):
+            if product is None:
+                product = np.matmul(W_row, part, out=_as_matrix(target, g.groups, t.columns) if through else None)
+            else:
+                product += np.matmul(W_row, part, out=scratch(product.size, g.dtype, SLOT_DCOLS).reshape(product.shape))
         if bias is not None:
             product += bias
         if not through:
@@ -483,6 +547,12 @@ def forward(x, w, b, g, saved: dict | None = None) -> np.ndarray:
     if keep:
         saved["columns"] = (g, cols)
     return layout.output(yc, g)
+
+
+def _whole_batch(layout: Layout, g) -> list[Tile] | None:
+    """The one tile of the whole batch when its im2col matrix may be kept (``KEEP_BYTES``), else None."""
+    tiles = layout.tiles(g, limit=min(KEEP_BYTES, get_workspace_limit()))
+    return tiles if len(tiles) == 1 else None
 
 
 def _saved_columns(saved: dict | None, g):
@@ -493,25 +563,34 @@ def _saved_columns(saved: dict | None, g):
 
 def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = None):
     """(dx by col2im or None, dw or None): the backward's matrix products over the im2col matrix."""
-    W = grouped_matrix(w, g)
     layout = choose_layout(g)
+    W = _weight_rows(w, g, layout.rows(g))
     dyc = layout.grad_output(dy, g)
     kept = _saved_columns(saved, g) if need_dw else None
     xc = layout.arranged(x, g) if need_dw and kept is None else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
     dW = np.zeros(W.shape, dtype=g.dtype) if need_dw else None
-    tiles = layout.tiles(g, limit=kept.nbytes) if kept is not None else layout.tiles(g, int(need_dx) + int(need_dw))
-    for t in tiles:
+    tiles = _whole_batch(layout, g) if kept is not None else None
+    kept = kept if tiles else None
+    for t in tiles or layout.tiles(g, int(need_dx) + int(need_dw)):
         dY = _as_matrix(layout.tile_output(dyc, t), g.groups, t.columns)  # (G, C_out/G, columns)
         if need_dw:
             cols = kept if kept is not None else layout.im2col(layout.tile_input(xc, t), g, t)
-            dW += np.matmul(dY, cols.swapaxes(-1, -2))
+            for dW_row, part in zip(dW, layout.parts(cols, g, t)):
+                dW_row += np.matmul(dY, part.swapaxes(-1, -2))
         if need_dx:
-            shape = (g.groups, W.shape[2], t.columns)
-            dcols = np.matmul(W.swapaxes(-1, -2), dY, out=scratch(math.prod(shape), g.dtype, SLOT_DCOLS).reshape(shape))
+            dcols = layout.dcols_buffer(g, t)
+            parts = layout.parts(dcols, g, t)
+            if len(parts) > 1:
+                dcols.fill(0)
+            for W_row, part in zip(W, parts):
+                if len(parts) > 1:
+                    part += np.matmul(W_row.swapaxes(-1, -2), dY)
+                else:
+                    np.matmul(W_row.swapaxes(-1, -2), dY, out=part)
             layout.col2im(dcols, layout.tile_input(dxc, t), g, t)
     dx = owned(unpadded(layout.input_grad(dxc, g), g)) if need_dx else None
-    return dx, (dW.reshape(w.shape) if need_dw else None)
+    return dx, (_weight_from_rows(dW, g, w.shape) if need_dw else None)
 
 
 class Gemm(Algorithm):
