@@ -78,15 +78,13 @@ def add_bias(y: np.ndarray, b: np.ndarray | None) -> np.ndarray:
 def bias_grad(dy: np.ndarray) -> np.ndarray:
     """``db = Σ dy`` over the batch and every output position: ``(N, C, *S) -> (C,)``.
 
-    Numbers: one matrix-vector product ``dy (N·C, S) @ 1`` then a sum over the batch, 2.5-3 times
-    faster here than NumPy's reduction over axes (0, 2, ...).
+    Numbers: one ``einsum`` over ``(N, C, S)``, twice as fast here as NumPy's reduction over axes
+    (0, 2, ...), and without BLAS (whose threads keep spinning after a call, taking a core from the
+    element-wise work that follows; a matrix-vector product would be faster alone).
     """
     if dy.dtype == object:
         return dy.sum(axis=(0,) + tuple(range(2, dy.ndim)))
-    batch, channels = dy.shape[:2]
-    positions = math.prod(dy.shape[2:])
-    per_map = dy.reshape(batch * channels, positions) @ np.ones(positions, dtype=dy.dtype)
-    return per_map.reshape(batch, channels).sum(axis=0)
+    return np.einsum("ncs->c", dy.reshape(dy.shape[0], dy.shape[1], math.prod(dy.shape[2:])))
 
 
 def grouped(w: np.ndarray, groups: int) -> np.ndarray:

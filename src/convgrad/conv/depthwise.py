@@ -189,7 +189,7 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool):
                 for k, start in enumerate(starts):
                     shifted = slice(piece.start + start, piece.stop + start)
                     if need_dw:
-                        dW[channels, j, k] += np.matmul(grad[:, None, :], rows[channels, shifted, None])[:, 0, 0]
+                        dW[channels, j, k] += np.einsum("cl,cl->c", grad, rows[channels, shifted])  # no BLAS: see bias_grad
                     if need_dx:
                         _multiply_add(dxc[channels, shifted], grad, weights[channels, j, k, None], term)
 
