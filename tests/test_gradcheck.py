@@ -38,11 +38,13 @@ def test_rel_error():
 
 
 def _check(analytic, f, at, dy):
-    # central differences carry the rounding of f (1e-16 of its size) divided by the step (1e-5): an
-    # absolute floor of 1e-10, which decides where the gradient is tiny (a 1-element case with a
-    # gradient of 6e-5 missed the relative bound by 7e-12) or exactly zero (FFT's rounding noise)
+    # central differences carry the rounding of f (1e-16 of its size, summed over the dy-weighted
+    # outputs) divided by the step (1e-5): a floor of 1e-10 times the size of f·dy decides where the
+    # gradient is tiny (a 1-element case with a gradient of 6e-5 missed the relative bound by 7e-12)
+    # or exactly zero (FFT's rounding noise)
     numeric = numerical_gradient(f, at, dy)
-    assert rel_error(analytic, numeric) < TOL or np.abs(analytic - numeric).max() < 1e-10
+    floor = 1e-10 * max(1.0, float(np.abs(f(at) * dy).sum()))
+    assert rel_error(analytic, numeric) < TOL or np.abs(analytic - numeric).max() < floor
 
 
 def _check_layer(forward, backward, case, algorithm, seed):
