@@ -40,7 +40,8 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, pad
     ``stride``, ``dilation``: an int or one per dim. ``padding``: an int, one per dim, one
     ``(lo, hi)`` pair per dim, ``"valid"`` or ``"same"`` (stride 1; an odd total puts the extra
     element at the end). ``padding_mode``: ``"zeros"``, ``"reflect"``, ``"replicate"`` or
-    ``"circular"``. ``algorithm``: ``"auto"``, ``"naive"``, ``"gemm"`` or ``"as_forward"``.
+    ``"circular"``. ``algorithm``: ``"auto"``, ``"naive"``, ``"gemm"``, ``"as_forward"``, ``"pointwise"``,
+    ``"depthwise"`` or ``"fft"`` (the last three take only the cases they are built for).
     float32 stays float32, float64 stays float64, integers are computed in float64.
 
     The notes' 1-D example, x = (x₁, x₂, x₃, x₄), w = (w₁, w₂), b: y₁ = w₁x₁ + w₂x₂ + b, ...
