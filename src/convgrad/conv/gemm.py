@@ -1,8 +1,9 @@
 """``algorithm="gemm"``: im2col + one matrix multiply per group (BLAS), col2im by strided ``+=``.
 
 The input is first copied, padded, into a channel-major layout: ``(C_in, N, *P)`` ("images inside"),
-``(C_in, *P, N)`` ("images innermost") or ``(C_in, N, P₁·P₂·…)`` ("flat", stride 1: see
-:class:`Flat`). For a chunk of the work the im2col matrix is
+``(C_in, *P, N)`` ("images innermost") or ``(C_in, N·P₁·P₂·…)`` ("flat", stride 1: see
+:class:`Flat`, whose im2col matrix holds only the offsets of the last dims and which runs one
+product per kernel row on shifted views of it). For a chunk of the work the im2col matrix is
 ``cols (C_in·K, columns)``, K = prod(kernel), one column per (image, output position) of the chunk:
 row ``(c, offset)`` holds the input element that kernel ``offset`` of channel c meets there. It is
 built by a loop over the K kernel offsets, each one strided slice copy (no fancy indexing, no
@@ -16,7 +17,7 @@ large matrix product:
 The layout is chosen for long copies (:func:`choose_layout`): each kernel offset copies runs of one
 output row (images inside), of one output row times the batch (images innermost, which wins for
 short rows, at the price of a transpose of the input and output, done in blocks of a few images), or
-of a whole image (flat).
+of a whole chunk of images (flat).
 
 For a stride-1 convolution whose padded input is not much larger than its output, the input
 gradient is computed instead as the notes derive it: a forward correlation of the padded dy with the
