@@ -3,6 +3,7 @@
 import numpy as np
 import oracle
 import pytest
+import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from strategies import ALGORITHMS, GENERAL, Case, conv_cases, examples, supports
@@ -139,3 +140,21 @@ def test_depthwise_pieces_and_channel_blocks_match_torch(run):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(depthwise, "RUN", run)
         check_against_torch(case, "depthwise", seed=run)
+
+
+@pytest.mark.parametrize("algorithm, groups, out_channels", [("gemm", 1, 3), ("depthwise", 2, 2), ("depthwise", 2, 4)])
+def test_infinite_inputs_give_torchs_infinities_and_no_extra_nan(algorithm, groups, out_channels):
+    """The flat layouts' dropped grid positions read real inputs: an inf there must not turn a finite
+    entry of dW into NaN (0·inf). dx, dW and db match PyTorch's, infinities and NaNs included."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 2, 20, 20))
+    x[0, 0, 3, 19], x[1, 1, 0, 0] = np.inf, -np.inf  # read by the grid positions that wrap around a row
+    w, dy = rng.normal(size=(out_channels, 2 // groups, 3, 3)), rng.normal(size=(2, out_channels, 20, 20))
+    ours = cg.conv_backward(dy, x, w, padding=1, groups=groups, algorithm=algorithm)
+    xt, wt = (torch.tensor(a, requires_grad=True) for a in (x, w))
+    torch.nn.functional.conv2d(xt, wt, padding=1, groups=groups).backward(torch.tensor(dy))
+    for got, want in zip(ours[:2], (xt.grad.numpy(), wt.grad.numpy())):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+        finite = np.isfinite(want)
+        assert np.abs(got[finite] - want[finite]).max() < 1e-10 * np.abs(want[finite]).max()

@@ -87,6 +87,12 @@ def bias_grad(dy: np.ndarray) -> np.ndarray:
     return np.einsum("ncs->c", dy.reshape(dy.shape[0], dy.shape[1], math.prod(dy.shape[2:])))
 
 
+def finite(x: np.ndarray) -> bool:
+    """Whether every element of x is finite, by one sum (a huge finite x may say False: never wrongly True)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(np.isfinite(np.add.reduce(x, axis=None)))
+
+
 def grouped(w: np.ndarray, groups: int) -> np.ndarray:
     """Weight ``(C_out, C_in/G, *k)`` as ``(G, C_out/G, C_in/G, *k)``: one block per group."""
     return w.reshape((groups, w.shape[0] // groups) + w.shape[1:])

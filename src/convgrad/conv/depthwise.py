@@ -25,7 +25,7 @@ import numpy as np
 from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
-from .base import Algorithm, bias_grad, padded, unpadded
+from .base import Algorithm, bias_grad, finite, padded, unpadded
 from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_offsets, grid_length, input_grad_as_correlation, owned
 
 CACHE_BYTES = 1 << 20  # per thread: the images of one chunk, over its channels, stay in L2
@@ -73,7 +73,7 @@ class Depthwise(Algorithm):
         return y.reshape(g.y_shape)
 
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True):
-        if _flat(g):
+        if _flat(g) and not (need_dw and not finite(x)):  # see gemm._backward_layout
             one = g.out_channels == g.in_channels  # dx is then a depthwise correlation too
             dx = input_grad_as_correlation(dy, w, g, _flat_forward) if need_dx and one else None
             scattered, dw = _flat_backward(dy, x, w, g, need_dx and not one, need_dw)

@@ -42,7 +42,7 @@ from .._padding import pad
 from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
-from .base import Algorithm, bias_grad, dilate, grouped, unpadded
+from .base import Algorithm, bias_grad, dilate, finite, grouped, unpadded
 
 CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
 TRANSPOSE_BLOCK = 8  # images per block of a transpose to or from images-innermost (measured best)
@@ -429,8 +429,23 @@ def choose_layout(g) -> Layout:
     """
     if Flat.suits(g):
         return Flat(innermost=False, nd=g.nd)
+    return _row_layout(g)
+
+
+def _row_layout(g) -> Layout:
+    """Images innermost for short output rows (with a batch to make the runs long), else inside."""
     short = g.out_size[-1] < SHORT_ROW
     return Layout(innermost=short and g.batch > 1, nd=g.nd)
+
+
+def _backward_layout(x: np.ndarray, g, need_dw: bool) -> Layout:
+    """:func:`choose_layout`, except that dW of a non-finite input does not go flat: the flat grid's
+    dropped positions read real inputs, and 0 (their dy) times an inf there would make a finite
+    entry of dW NaN."""
+    layout = choose_layout(g)
+    if need_dw and isinstance(layout, Flat) and not finite(x):
+        return _row_layout(g)
+    return layout
 
 
 def owned(a: np.ndarray) -> np.ndarray:
@@ -564,10 +579,10 @@ def _saved_columns(saved: dict | None, g):
 
 def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = None):
     """(dx by col2im or None, dw or None): the backward's matrix products over the im2col matrix."""
-    layout = choose_layout(g)
+    layout = _backward_layout(x, g, need_dw)
     W = _weight_rows(w, g, layout.rows(g))
     dyc = layout.grad_output(dy, g)
-    kept = _saved_columns(saved, g) if need_dw else None
+    kept = _saved_columns(saved, g) if need_dw and layout == choose_layout(g) else None
     xc = layout.arranged(x, g) if need_dw and kept is None else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
     dW = np.zeros(W.shape, dtype=g.dtype) if need_dw else None
