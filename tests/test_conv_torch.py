@@ -158,3 +158,23 @@ def test_infinite_inputs_give_torchs_infinities_and_no_extra_nan(algorithm, grou
         np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
         finite = np.isfinite(want)
         assert np.abs(got[finite] - want[finite]).max() < 1e-10 * np.abs(want[finite]).max()
+
+
+FLAT_COL2IM = {
+    "2-D": Case((2, 3, 9, 8), (4, 3, 3, 2), True, dict(padding=1)),
+    "2-D dilated, grouped, (lo, hi)": Case((2, 4, 11, 9), (6, 2, 3, 3), True,
+                                           dict(padding=((2, 1), (0, 3)), dilation=(2, 1), groups=2)),
+    "3-D": Case((2, 2, 5, 6, 4), (3, 2, 2, 3, 2), False, dict(padding=(1, 0, 1), dilation=(1, 2, 1))),
+}
+
+
+@pytest.mark.parametrize("name", FLAT_COL2IM)
+def test_flat_layout_input_gradient_by_col2im_matches_torch(name):
+    """The flat layout's dx through col2im: one product per kernel row into overlapping views of the
+    im2col gradient, then one run per offset of the last dims (auto would often correlate instead)."""
+    case = FLAT_COL2IM[name]
+    case.b_size = case.w_shape[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS["flat"])
+        patch.setattr(gemm, "correlate_input_grad", lambda g: False)
+        check_against_torch(case, "gemm", seed=len(name))

@@ -597,13 +597,12 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
         if need_dx:
             dcols = layout.dcols_buffer(g, t)
             parts = layout.parts(dcols, g, t)
-            if len(parts) > 1:
+            if len(parts) == 1:
+                np.matmul(W[0].swapaxes(-1, -2), dY, out=parts[0])
+            else:  # the kernel rows' views overlap: accumulate
                 dcols.fill(0)
-            for W_row, part in zip(W, parts):
-                if len(parts) > 1:
+                for W_row, part in zip(W, parts):
                     part += np.matmul(W_row.swapaxes(-1, -2), dY)
-                else:
-                    np.matmul(W_row.swapaxes(-1, -2), dY, out=part)
             layout.col2im(dcols, layout.tile_input(dxc, t), g, t)
     dx = owned(unpadded(layout.input_grad(dxc, g), g)) if need_dx else None
     return dx, (_weight_from_rows(dW, g, w.shape) if need_dw else None)
