@@ -26,7 +26,7 @@ from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
 from .base import Algorithm, bias_grad, finite, padded, unpadded
-from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_offsets, grid_length, input_grad_as_correlation, owned
+from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_offsets, grid_span, input_grad_as_correlation, owned
 
 CACHE_BYTES = 1 << 20  # per thread: the images of one chunk, over its channels, stay in L2
 RUN = 1 << 18  # elements per multiply-add in the flat form: few, long calls (each costs microseconds; measured best)
@@ -108,11 +108,6 @@ def _flat(g) -> bool:
     return all(s == 1 for s in g.stride) and g.batch * math.prod(g.out_size) > 0
 
 
-def _grid(g) -> int:
-    """Grid positions of one channel's batch (all images end to end), first output to last."""
-    return (g.batch - 1) * math.prod(g.padded_size) + grid_length(g)
-
-
 def _blocks(c: slice, grid: int, dtype):
     """(channel block, grid piece, scratch of the block's shape) covering channels ``c`` × the grid, about
     ``RUN`` elements each.
@@ -132,7 +127,7 @@ def _blocks(c: slice, grid: int, dtype):
 def _plan(w, g) -> tuple:
     """(weights ``(C, m, K)``, where each kernel offset's run starts, grid length of one channel)."""
     K = math.prod(g.kernel)
-    return w.reshape(g.in_channels, g.out_channels // g.in_channels, K), [s for _, s in flat_offsets(g)], _grid(g)
+    return w.reshape(g.in_channels, g.out_channels // g.in_channels, K), [s for _, s in flat_offsets(g)], grid_span(g, g.batch)
 
 
 def _multiply_add(acc: np.ndarray, source: np.ndarray, weight: np.ndarray, term: np.ndarray | None) -> None:

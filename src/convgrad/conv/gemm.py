@@ -255,6 +255,11 @@ class Flat(Layout):
     copying, for products that are each k₁ times smaller).
     """
 
+    @property
+    def _inside(self) -> Layout:
+        """The images-inside layout, whose padded copy and way back this one reshapes."""
+        return Layout(False, self.nd)
+
     @staticmethod
     def suits(g) -> bool:
         """Numbers, stride 1, few dropped positions, and one image's im2col (twice) within the workspace limit."""
@@ -276,11 +281,11 @@ class Flat(Layout):
         P = math.prod(g.padded_size)
         per_image = buffers * g.in_channels * _row_offsets(g) * P * g.dtype.itemsize
         step = max(1, (limit or chunk_limit()) // max(1, per_image))
-        return [Tile(slice(i, i1), slice(0, g.out_size[0]), slice(i * P, i1 * P), g.out_size, (i1 - i - 1) * P + grid_length(g))
+        return [Tile(slice(i, i1), slice(0, g.out_size[0]), slice(i * P, i1 * P), g.out_size, grid_span(g, i1 - i))
                 for i, i1 in ((i, min(i + step, g.batch)) for i in range(0, g.batch, step))]
 
     def arranged(self, x: np.ndarray, g, slot: int = SLOT_INPUT) -> np.ndarray:
-        xc = Layout(False, self.nd).arranged(x, g, slot)
+        xc = self._inside.arranged(x, g, slot)
         return xc.reshape(xc.shape[0], -1)
 
     def _runs(self, g, t: Tile) -> list:
@@ -337,7 +342,7 @@ class Flat(Layout):
         return np.lib.stride_tricks.as_strided(yc, yc.shape[:2] + g.out_size, strides, writeable=True)
 
     def output(self, yc: np.ndarray, g) -> np.ndarray:
-        return Layout(False, self.nd).restore(self.positions(yc, g), np.empty(g.y_shape, dtype=g.dtype))
+        return self._inside.restore(self.positions(yc, g), np.empty(g.y_shape, dtype=g.dtype))
 
     def grad_output(self, dy: np.ndarray, g) -> np.ndarray:
         dyc = self.output_buffer(g.out_channels, g, SLOT_GRAD_OUTPUT)
@@ -351,12 +356,12 @@ class Flat(Layout):
         return dyc
 
     def input_grad_buffer(self, g) -> np.ndarray:
-        dxc = Layout(False, self.nd).input_grad_buffer(g)
+        dxc = self._inside.input_grad_buffer(g)
         return dxc.reshape(dxc.shape[0], -1)
 
     def input_grad(self, dxc: np.ndarray, g) -> np.ndarray:
         dxc = dxc.reshape((g.in_channels, g.batch) + g.padded_size)
-        return Layout(False, self.nd).input_grad(dxc, g)
+        return self._inside.input_grad(dxc, g)
 
 
 def _row_offsets(g) -> int:
@@ -413,19 +418,21 @@ def _window_indices(layout: Layout, kernel, stride, dilation, out_size) -> tuple
                  for offset in kernel_offsets(kernel))
 
 
-def grid_length(g) -> int:
-    """Flat positions from the first output to the last in the padded image (the flat layout's grid)."""
-    return sum((o - 1) * s for o, s in zip(g.out_size, _flat_strides(g.padded_size))) + 1
+def grid_span(g, images: int) -> int:
+    """Flat positions from the first output of the first of ``images`` padded images, laid end to end,
+    to the last output of the last (the flat layout's grid)."""
+    last = sum((o - 1) * s for o, s in zip(g.out_size, _flat_strides(g.padded_size)))
+    return (images - 1) * math.prod(g.padded_size) + last + 1
 
 
 def choose_layout(g) -> Layout:
     """Flat for stride 1 (when few positions are dropped); else images innermost for short output
     rows, with a batch to make the runs long; else images inside.
 
-    Measured on the benchmark suite (forward + backward, ms): res-128 (rows of 8) innermost 16.5,
-    flat 20.0, inside 24.6; conv3d (rows of 32, batch 8) innermost 108, inside 131; stem-7x7 (stride 2,
-    rows of 112) inside 91, innermost 137 (the transposes of a large output); cifar-16 flat 20.5,
-    innermost 24, inside 25.
+    Measured on the benchmark suite (forward + backward, ms, each layout forced): cifar-16 flat 16.9,
+    inside 22.3, innermost 23.1; conv3d flat 77, innermost 96, inside 118; res-128 (rows of 8, 1.56
+    grid positions per output) innermost 14.4, flat 22.2; lenet-c1 (1.36) innermost 2.8, flat 3.8;
+    stem-7x7 (stride 2, rows of 112) inside 90, innermost 135 (the transposes of a large output).
     """
     if Flat.suits(g):
         return Flat(innermost=False, nd=g.nd)
@@ -438,14 +445,14 @@ def _row_layout(g) -> Layout:
     return Layout(innermost=short and g.batch > 1, nd=g.nd)
 
 
-def _backward_layout(x: np.ndarray, g, need_dw: bool) -> Layout:
-    """:func:`choose_layout`, except that dW of a non-finite input does not go flat: the flat grid's
-    dropped positions read real inputs, and 0 (their dy) times an inf there would make a finite
-    entry of dW NaN."""
+def _backward_layout(x: np.ndarray, g, need_dw: bool) -> tuple[Layout, bool]:
+    """(:func:`choose_layout`'s layout, True), except that dW of a non-finite input does not go flat:
+    (another layout, False). The flat grid's dropped positions read real inputs, and 0 (their dy)
+    times an inf there would make a finite entry of dW NaN."""
     layout = choose_layout(g)
     if need_dw and isinstance(layout, Flat) and not finite(x):
-        return _row_layout(g)
-    return layout
+        return _row_layout(g), False
+    return layout, True
 
 
 def owned(a: np.ndarray) -> np.ndarray:
@@ -579,16 +586,17 @@ def _saved_columns(saved: dict | None, g):
 
 def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = None):
     """(dx by col2im or None, dw or None): the backward's matrix products over the im2col matrix."""
-    layout = _backward_layout(x, g, need_dw)
+    layout, usual = _backward_layout(x, g, need_dw)
+    kept = _saved_columns(saved, g) if need_dw and usual else None
+    tiles = _whole_batch(layout, g) if kept is not None else None
+    if tiles is None:
+        kept, tiles = None, layout.tiles(g, int(need_dx) + int(need_dw))
     W = _weight_rows(w, g, layout.rows(g))
     dyc = layout.grad_output(dy, g)
-    kept = _saved_columns(saved, g) if need_dw and layout == choose_layout(g) else None
     xc = layout.arranged(x, g) if need_dw and kept is None else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
     dW = np.zeros(W.shape, dtype=g.dtype) if need_dw else None
-    tiles = _whole_batch(layout, g) if kept is not None else None
-    kept = kept if tiles else None
-    for t in tiles or layout.tiles(g, int(need_dx) + int(need_dw)):
+    for t in tiles:
         dY = _as_matrix(layout.tile_output(dyc, t), g.groups, t.columns)  # (G, C_out/G, columns)
         if need_dw:
             cols = kept if kept is not None else layout.im2col(layout.tile_input(xc, t), g, t)
