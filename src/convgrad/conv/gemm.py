@@ -125,13 +125,11 @@ class Layout:
             centre = tuple(slice(lo, lo + n) for (lo, _), n in zip(g.pads, g.in_size))
         everything = slice(None)
 
+        padded = g.padding_mode == "zeros" and any(lo or hi for lo, hi in g.pads)
+
         def job(c: slice) -> None:
-            if g.padding_mode == "zeros":  # zero the borders only
-                for dim, ((lo, _), n) in enumerate(zip(g.pads, g.in_size)):
-                    before = (everything,) * dim
-                    after = (everything,) * (g.nd - dim - 1)
-                    xc[self.index(c, everything, before + (slice(0, lo),) + after)] = 0
-                    xc[self.index(c, everything, before + (slice(lo + n, None),) + after)] = 0
+            if padded:  # zero everything, then copy: zeroing the borders alone writes runs as short as one element
+                xc[c].fill(0)
             self.arrange(x, xc[self.index(everything, everything, centre)], c)
 
         over_channels(job, shape[0], xc.size)
