@@ -117,16 +117,15 @@ def test_every_gemm_layout_matches_torch(layout, data, seed):
 def test_flat_layout_is_chosen_for_short_stride_one_rows():
     """The suite's stride-1 shapes with short rows go flat; strided ones and wasteful grids do not."""
     def layout(x, w, **options):
-        g = conv_geometry("t", np.zeros(x, np.float32), np.zeros(w, np.float32), None, options.get("stride", 1),
-                          options.get("padding", 0), 1, 1, "zeros")[0]
-        return type(gemm.choose_layout(g)).__name__
+        return type(gemm.choose_layout(_geometry(x, w, **options))).__name__
 
-    assert layout((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "Flat"  # 34²/32² grid positions per output
-    assert layout((64, 64, 16, 16), (64, 64, 3, 3), padding=1) == "Flat"  # 18²/16²
+    assert layout((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "Flat"  # 33²/32² grid positions per output (shared padding)
+    assert layout((64, 64, 16, 16), (64, 64, 3, 3), padding=1) == "Flat"  # 17²/16²
     assert layout((8, 16, 16, 32, 32), (16, 16, 3, 3, 3), padding=1) == "Flat"  # one image's matrix > a chunk
     assert layout((64, 64, 16, 16), (128, 64, 3, 3), padding=1, stride=2) == "Layout"
     assert layout((64, 1, 28, 28), (6, 1, 5, 5)) == "Layout"  # 28²/24²
     assert layout((64, 6, 12, 12), (16, 6, 5, 5)) == "Layout"  # 144 grid positions for 64 outputs
+    assert layout((32, 128, 8, 8), (128, 128, 3, 3), padding=1) == "Layout"  # 9²/8²
 
 
 @pytest.mark.parametrize("run", [5, 64, 1 << 18])
@@ -158,6 +157,47 @@ def test_infinite_inputs_give_torchs_infinities_and_no_extra_nan(algorithm, grou
         np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
         finite = np.isfinite(want)
         assert np.abs(got[finite] - want[finite]).max() < 1e-10 * np.abs(want[finite]).max()
+
+
+def _geometry(x, w, **options):
+    return conv_geometry("t", np.zeros(x, np.float32), np.zeros(w, np.float32), None, options.get("stride", 1),
+                         options.get("padding", 0), options.get("dilation", 1), 1, options.get("padding_mode", "zeros"))[0]
+
+
+def test_flat_period_shares_zero_padding_between_neighbours():
+    """With zero padding an image row takes L + max(lo, hi) positions, not L + lo + hi; other padding
+    modes, and a padding wider than the kernel's reach (an output row longer than that), keep the
+    padded size."""
+    assert gemm.flat_period(_geometry((2, 3, 16, 16), (4, 3, 3, 3), padding=1)) == (17, 17)
+    assert gemm.flat_period(_geometry((2, 3, 9, 8), (4, 3, 3, 3), padding=((2, 1), (0, 3)))) == (11, 11)
+    assert gemm.flat_period(_geometry((2, 3, 10), (4, 3, 5), padding=2, dilation=2)) == (12,)
+    assert gemm.flat_period(_geometry((2, 3, 16, 16), (4, 3, 3, 3), padding=1, padding_mode="reflect")) == (18, 18)
+    assert gemm.flat_period(_geometry((2, 3, 6, 6), (4, 3, 1, 1), padding=1)) == (8, 8)
+
+
+SHARED_PADDING = {
+    "2-D (1, 1)": Case((3, 2, 6, 5), (3, 2, 3, 3), True, dict(padding=1)),
+    "2-D (lo, hi), dilated": Case((3, 2, 9, 8), (4, 2, 3, 2), True, dict(padding=((2, 1), (0, 3)), dilation=(2, 1))),
+    "2-D padding beyond the kernel's reach": Case((3, 2, 5, 6), (3, 2, 1, 2), True, dict(padding=((1, 2), (2, 1)))),
+    "1-D hi > lo": Case((3, 2, 11), (3, 2, 4), False, dict(padding=((1, 3),))),
+    "3-D": Case((3, 2, 4, 5, 4), (2, 2, 3, 2, 3), True, dict(padding=(1, (0, 1), 2))),
+    "circular": Case((3, 2, 6, 5), (3, 2, 3, 3), True, dict(padding=1, padding_mode="circular")),
+}
+
+
+@pytest.mark.parametrize("correlate", [True, False])
+@pytest.mark.parametrize("name", SHARED_PADDING)
+def test_flat_layout_one_image_per_tile_matches_torch(name, correlate):
+    """The flat layout with one image per tile: the windows of a tile's last outputs read the margin
+    after it (the next image's leading zeros, or the zeros after the last image), and col2im adds
+    into them. dx both ways (correlation and col2im)."""
+    case = SHARED_PADDING[name]
+    case.b_size = case.w_shape[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS["flat"])
+        patch.setattr(gemm, "CHUNK_BYTES", 1)
+        patch.setattr(gemm, "correlate_input_grad", lambda g: correlate)
+        check_against_torch(case, "gemm", seed=len(name))
 
 
 FLAT_COL2IM = {

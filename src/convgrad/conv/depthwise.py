@@ -26,7 +26,7 @@ from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
 from .base import Algorithm, bias_grad, finite, padded, unpadded
-from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_offsets, grid_span, input_grad_as_correlation, owned
+from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_offsets, flat_period, grid_span, input_grad_as_correlation
 
 CACHE_BYTES = 1 << 20  # per thread: the images of one chunk, over its channels, stay in L2
 RUN = 1 << 18  # elements per multiply-add in the flat form: few, long calls (each costs microseconds; measured best)
@@ -142,8 +142,8 @@ def _multiply_add(acc: np.ndarray, source: np.ndarray, weight: np.ndarray, term:
 def _flat_forward(x, w, b, g) -> np.ndarray:
     """Stride 1: y ``(N, C·m, *O)`` (+ b) by multiply-adds of contiguous runs of each channel's row."""
     layout, m = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels
-    rows = layout.arranged(x, g).reshape(g.in_channels, -1)  # (C, N·P)
-    yc = scratch(g.out_channels * rows.shape[1], g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
+    rows = layout.arranged(x, g)  # (C, N·P + margin)
+    yc = scratch(g.out_channels * g.batch * math.prod(flat_period(g)), g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
     (weights, starts, grid), bias = _plan(w, g), None if b is None else b.reshape(g.in_channels, m, 1)
 
     def job(c: slice) -> None:
@@ -165,11 +165,11 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool):
     (with one filter per channel, dx is better computed as a correlation: see ``Depthwise.backward``)."""
     if not (need_dx or need_dw):
         return None, None
-    layout, m, P = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels, math.prod(g.padded_size)
+    layout, m, P = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels, math.prod(flat_period(g))
     grads = scratch(g.out_channels * g.batch * P, g.dtype, SLOT_GRAD_OUTPUT).reshape(g.out_channels, g.batch, P)
     dy_grid = layout.positions(grads, g)
-    rows = layout.arranged(x, g).reshape(g.in_channels, -1) if need_dw else None
-    dxc = layout.input_grad_buffer(g).reshape(g.in_channels, -1) if need_dx else None
+    rows = layout.arranged(x, g) if need_dw else None
+    dxc = layout.input_grad_buffer(g) if need_dx else None
     weights, starts, grid = _plan(w, g)
     dW = np.zeros(weights.shape, dtype=g.dtype) if need_dw else None
     grads3 = grads.reshape(g.in_channels, m, -1)
@@ -189,7 +189,7 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool):
                         _multiply_add(dxc[channels, shifted], grad, weights[channels, j, k, None], term)
 
     over_channels(job, g.in_channels, g.out_channels * grid * len(starts))
-    dx = owned(unpadded(layout.input_grad(dxc.reshape(g.in_channels, g.batch, -1), g), g)) if need_dx else None
+    dx = layout.input_gradient(dxc, g) if need_dx else None
     return dx, (dW.reshape(w.shape) if need_dw else None)
 
 

@@ -48,7 +48,7 @@ CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient pr
 TRANSPOSE_BLOCK = 8  # images per block of a transpose to or from images-innermost (measured best)
 TRANSPOSE_BLOCKED_FROM = 1 << 17  # elements: smaller transposes are done in one call
 KEEP_BYTES = 16 * 2**20  # a training module keeps an im2col matrix up to this size (one tile) for its backward
-FLAT_WASTE = 1.3  # the flat layout computes at most this many grid positions per output (measured: 1.27 wins or ties, 1.36 loses)
+FLAT_WASTE = 1.2  # the flat layout computes at most this many grid positions per output (measured: res-128, 9²/8² = 1.27, flat 18.6 ms against 15.9 images innermost)
 SHORT_ROW = 40  # output rows shorter than this are copied with the images innermost (unless flat)
 SLOT_INPUT, SLOT_GRAD_OUTPUT, SLOT_COLS, SLOT_DCOLS, SLOT_DINPUT, SLOT_OUTPUT = range(6)
 
@@ -231,14 +231,15 @@ class Layout:
         over_channels(lambda c: dxc[c].fill(0), shape[0], dxc.size)
         return dxc
 
-    def input_grad(self, dxc: np.ndarray, g) -> np.ndarray:
-        """The padded input's gradient ``(N, C_in, *P)`` (a new array) from :meth:`input_grad_buffer`'s."""
-        return self.restore(dxc, np.empty(g.padded_shape, dtype=g.dtype))
+    def input_gradient(self, dxc: np.ndarray, g) -> np.ndarray:
+        """dx ``(N, C_in, *L)`` (a new array) from the padded input's gradient in :meth:`input_grad_buffer`."""
+        return owned(unpadded(self.restore(dxc, np.empty(g.padded_shape, dtype=g.dtype)), g))
 
 
 @dataclass(frozen=True)
 class Flat(Layout):
-    """Images inside, flattened: ``(C, N·P)`` with P = P₁·P₂·… the padded image's size; stride 1 only.
+    """Images inside, flattened: ``(C, N·P + margin)`` with P = P₁·P₂·… the period of an image
+    (:func:`flat_period`: the padded size, or less where neighbours share their zero padding); stride 1 only.
 
     Kernel offset κ then meets, for every output position of a chunk of images at once, one contiguous
     run of each channel's row, starting at ``Σ κᵢ·dᵢ·Sᵢ`` (Sᵢ the flat stride of padded dim i). The
@@ -263,7 +264,7 @@ class Flat(Layout):
         """Numbers, stride 1, few dropped positions, and one image's im2col (twice) within the workspace limit."""
         if g.dtype == object or any(s != 1 for s in g.stride) or g.batch * math.prod(g.out_size) == 0:
             return False
-        P = math.prod(g.padded_size)
+        P = math.prod(flat_period(g))
         fits = 2 * g.in_channels * _row_offsets(g) * P * g.dtype.itemsize <= get_workspace_limit()
         return fits and P <= FLAT_WASTE * math.prod(g.out_size)
 
@@ -272,19 +273,54 @@ class Flat(Layout):
 
     def _shift(self, g) -> int:
         """How far kernel row κ₁ + 1 reads past kernel row κ₁ (0 in 1-D, where there are no rows)."""
-        return g.dilation[0] * _flat_strides(g.padded_size)[0] if g.nd > 1 else 0
+        return g.dilation[0] * _flat_strides(flat_period(g))[0] if g.nd > 1 else 0
 
     def tiles(self, g, buffers: int = 1, limit: int | None = None) -> list[Tile]:
-        """Chunks of whole images, each one grid; ``inputs`` is the chunk's range of the flat rows."""
-        P = math.prod(g.padded_size)
+        """Chunks of whole images, each one grid; ``inputs`` is the chunk's range of the flat rows (with
+        the margin its last windows read past its last image)."""
+        P, margin = math.prod(flat_period(g)), _flat_margin(g)
         per_image = buffers * g.in_channels * _row_offsets(g) * P * g.dtype.itemsize
         step = max(1, (limit or chunk_limit()) // max(1, per_image))
-        return [Tile(slice(i, i1), slice(0, g.out_size[0]), slice(i * P, i1 * P), g.out_size, grid_span(g, i1 - i))
+        return [Tile(slice(i, i1), slice(0, g.out_size[0]), slice(i * P, i1 * P + margin), g.out_size, grid_span(g, i1 - i))
                 for i, i1 in ((i, min(i + step, g.batch)) for i in range(0, g.batch, step))]
 
     def arranged(self, x: np.ndarray, g, slot: int = SLOT_INPUT) -> np.ndarray:
-        xc = self._inside.arranged(x, g, slot)
-        return xc.reshape(xc.shape[0], -1)
+        """x ``(N, C, *L)`` as ``(C, N·P + margin)``: each image's data at offset ``lo`` of each dim of its
+        period (:func:`flat_period`), zeros around it (the padding modes other than zeros are copied padded)."""
+        rows = self._zeroed_rows(g, slot, zero=False)
+        images, source, where = self._images(rows, g), x, self._data(g)
+        if g.padding_mode != "zeros":
+            source = pad(x, g.pads, g.padding_mode)
+        blank = rows.shape[1] > math.prod(g.in_size) * g.batch and g.padding_mode == "zeros"
+
+        def job(c: slice) -> None:
+            if blank:
+                rows[c].fill(0)
+            images[(c, slice(None)) + where] = source[:, c].swapaxes(0, 1)
+
+        over_channels(job, g.in_channels, rows.size)
+        return rows
+
+    def _zeroed_rows(self, g, slot: int, zero: bool = True) -> np.ndarray:
+        """Scratch ``(C_in, N·P + margin)`` in ``slot``, zeroed (split over cores) when ``zero``."""
+        rows = scratch(g.in_channels * (g.batch * math.prod(flat_period(g)) + _flat_margin(g)), g.dtype, slot)
+        rows = rows.reshape(g.in_channels, -1)
+        if zero:
+            over_channels(lambda c: rows[c].fill(0), g.in_channels, rows.size)
+        return rows
+
+    @staticmethod
+    def _images(rows: np.ndarray, g) -> np.ndarray:
+        """The images of flat rows ``(C, N·P + margin)`` as ``(C, N, *period)`` (a view)."""
+        period = flat_period(g)
+        return rows[:, : g.batch * math.prod(period)].reshape((rows.shape[0], g.batch) + period)
+
+    @staticmethod
+    def _data(g) -> tuple:
+        """Where an image's data lies in its period: x's own positions (zeros mode), else the whole padded image."""
+        if g.padding_mode != "zeros":
+            return (slice(None),) * g.nd
+        return tuple(slice(lo, lo + n) for (lo, _), n in zip(g.pads, g.in_size))
 
     def _runs(self, g, t: Tile) -> list:
         """(index of the matrix row block, run within the tile's input) of each offset of the last dims."""
@@ -330,13 +366,14 @@ class Flat(Layout):
         return yc[:, t.inputs.start: t.inputs.start + t.span]
 
     def output_buffer(self, channels: int, g, slot: int) -> np.ndarray:
-        shape = (channels, g.batch * math.prod(g.padded_size))
+        shape = (channels, g.batch * math.prod(flat_period(g)))
         return scratch(math.prod(shape), g.dtype, slot).reshape(shape)
 
     def positions(self, yc: np.ndarray, g) -> np.ndarray:
         """The output positions within the grid ``yc (C, N·P)`` (or ``(C, N, P)``): a view ``(C, N, *O)``."""
-        yc = yc.reshape(yc.shape[0], g.batch, math.prod(g.padded_size))
-        strides = yc.strides[:2] + tuple(s * yc.itemsize for s in _flat_strides(g.padded_size))
+        period = flat_period(g)
+        yc = yc.reshape(yc.shape[0], g.batch, math.prod(period))
+        strides = yc.strides[:2] + tuple(s * yc.itemsize for s in _flat_strides(period))
         return np.lib.stride_tricks.as_strided(yc, yc.shape[:2] + g.out_size, strides, writeable=True)
 
     def output(self, yc: np.ndarray, g) -> np.ndarray:
@@ -354,12 +391,15 @@ class Flat(Layout):
         return dyc
 
     def input_grad_buffer(self, g) -> np.ndarray:
-        dxc = self._inside.input_grad_buffer(g)
-        return dxc.reshape(dxc.shape[0], -1)
+        return self._zeroed_rows(g, SLOT_DINPUT)
 
-    def input_grad(self, dxc: np.ndarray, g) -> np.ndarray:
-        dxc = dxc.reshape((g.in_channels, g.batch) + g.padded_size)
-        return self._inside.input_grad(dxc, g)
+    def input_gradient(self, dxc: np.ndarray, g) -> np.ndarray:
+        """dx ``(N, C_in, *L)`` from flat rows ``(C_in, N·P + margin)``: its own positions (zeros mode;
+        the rest is padding, some of it shared between neighbours), else the padding's adjoint."""
+        images = self._images(dxc, g)[(slice(None), slice(None)) + self._data(g)]
+        if g.padding_mode == "zeros":
+            return self._inside.restore(images, np.empty(g.x_shape, dtype=g.dtype))
+        return owned(unpadded(self._inside.restore(images, np.empty(g.padded_shape, dtype=g.dtype)), g))
 
 
 def _row_offsets(g) -> int:
@@ -400,7 +440,27 @@ def _flat_strides(size) -> tuple[int, ...]:
 
 def flat_offsets(g) -> tuple:
     """(kernel offset, where its run starts in a flattened padded image) for every offset, in scan order."""
-    return _flat_offsets(g.kernel, g.dilation, g.padded_size)
+    return _flat_offsets(g.kernel, g.dilation, flat_period(g))
+
+
+def flat_period(g) -> tuple[int, ...]:
+    """Per spatial dim, the period of an image in the flat layout: the padded size, or with zero padding
+    ``L + max(lo, hi)``. The data sits at offset lo of each period; window reads past its end meet the
+    zeros after it or, wrapping into the next row (image), the first lo zeros there, never data: one
+    row of zeros serves as the right padding of a row and the left padding of the next. (Unless an
+    output row is longer than that period: a padding wider than the kernel's reach.)"""
+    if g.padding_mode != "zeros":
+        return g.padded_size
+    period = tuple(n + max(lo, hi) for n, (lo, hi) in zip(g.in_size, g.pads))
+    return period if all(o <= p for o, p in zip(g.out_size, period)) else g.padded_size
+
+
+def _flat_margin(g) -> int:
+    """Zeros after the last image of the flat layout, for the windows of its last outputs to read
+    (with a shared padding they reach past the last period)."""
+    period = flat_period(g)
+    last_read = sum((p - 1) * s for p, s in zip(g.padded_size, _flat_strides(period)))
+    return max(0, last_read + 1 - math.prod(period))
 
 
 @functools.lru_cache(maxsize=256)
@@ -419,8 +479,9 @@ def _window_indices(layout: Layout, kernel, stride, dilation, out_size) -> tuple
 def grid_span(g, images: int) -> int:
     """Flat positions from the first output of the first of ``images`` padded images, laid end to end,
     to the last output of the last (the flat layout's grid)."""
-    last = sum((o - 1) * s for o, s in zip(g.out_size, _flat_strides(g.padded_size)))
-    return (images - 1) * math.prod(g.padded_size) + last + 1
+    period = flat_period(g)
+    last = sum((o - 1) * s for o, s in zip(g.out_size, _flat_strides(period)))
+    return (images - 1) * math.prod(period) + last + 1
 
 
 def choose_layout(g) -> Layout:
@@ -428,8 +489,8 @@ def choose_layout(g) -> Layout:
     rows, with a batch to make the runs long; else images inside.
 
     Measured on the benchmark suite (forward + backward, ms, each layout forced): cifar-16 flat 16.9,
-    inside 22.3, innermost 23.1; conv3d flat 77, innermost 96, inside 118; res-128 (rows of 8, 1.56
-    grid positions per output) innermost 14.4, flat 22.2; lenet-c1 (1.36) innermost 2.8, flat 3.8;
+    inside 22.3, innermost 23.1; conv3d flat 77, innermost 96, inside 118; res-128 (rows of 8, 1.27
+    grid positions per output) innermost 15.9, flat 18.6; lenet-c1 (1.36) innermost 2.8, flat 3.8;
     stem-7x7 (stride 2, rows of 112) inside 90, innermost 135 (the transposes of a large output).
     """
     if Flat.suits(g):
@@ -610,7 +671,7 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
                 for W_row, part in zip(W, parts):
                     part += np.matmul(W_row.swapaxes(-1, -2), dY)
             layout.col2im(dcols, layout.tile_input(dxc, t), g, t)
-    dx = owned(unpadded(layout.input_grad(dxc, g), g)) if need_dx else None
+    dx = layout.input_gradient(dxc, g) if need_dx else None
     return dx, (_weight_from_rows(dW, g, w.shape) if need_dw else None)
 
 
