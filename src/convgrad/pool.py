@@ -26,9 +26,9 @@ def _max_index(x: np.ndarray, pg: PoolGeometry) -> tuple[np.ndarray, np.ndarray]
 
     The first maximum in scan order wins a tie; a NaN beats every number and a later NaN beats an
     earlier one (PyTorch's ``val > max || isnan(val)``); padding (-inf) is never chosen while the window
-    holds an input element. Only element-wise arithmetic on whole slices is used: the maximum by
-    ``np.maximum`` over the K offsets, the index by a scan in reverse order (the last hit written is
-    the first in scan order), ``index += hit · (k − index)``.
+    holds an input element. Only element-wise work on whole slices: the maximum by ``np.maximum`` over
+    the K offsets; the index of the first maximum as the number of leading offsets that miss it,
+    ``Σ_k [offsets 0..k all miss]`` (a running AND of ``view ≠ maximum``, added up in bytes).
     """
     xp = pad(x, pg.pads, value=-np.inf)
     windows = [window for _, window in _slices(pg)]
@@ -37,17 +37,20 @@ def _max_index(x: np.ndarray, pg: PoolGeometry) -> tuple[np.ndarray, np.ndarray]
     for view in views[1:]:
         np.maximum(maximum, view, out=maximum)
     padded = any(lo or hi for lo, hi in pg.pads)
-    inside = pad(np.ones((1, 1) + pg.in_size, dtype=bool), pg.pads, value=False) if padded else None
-    index = np.zeros(maximum.shape, dtype=np.int16 if len(views) < 2**15 else np.intp)
-    for k in range(len(views) - 1, -1, -1):
-        hit = views[k] == maximum
+    outside = ~pad(np.ones((1, 1) + pg.in_size, dtype=bool), pg.pads, value=False) if padded else None
+    index = np.zeros(maximum.shape, dtype=np.uint8 if len(views) <= 256 else np.intp)
+    missed = np.empty(maximum.shape, dtype=bool)
+    for k, view in enumerate(views[:-1]):  # a window's last offset is its winner when all others miss
+        miss = np.not_equal(view, maximum, out=missed if k == 0 else None)
         if padded:
-            hit &= inside[windows[k]]
-        index += hit * (k - index)
+            miss |= outside[windows[k]]
+        if k:
+            np.logical_and(missed, miss, out=missed)
+        np.add(index, missed, out=index, casting="unsafe")
     nan = np.isnan(maximum)
     if nan.any():
         for k, view in enumerate(views):  # ascending: the last NaN of a window is written last
-            index += np.isnan(view) * (k - index)
+            np.copyto(index, k, where=np.isnan(view))
     return index, maximum
 
 
@@ -97,7 +100,7 @@ def _route_non_overlapping(dy: np.ndarray, index: np.ndarray, pg: PoolGeometry) 
     dxp = np.empty(shape, dtype=pg.dtype)
     for k, offset in enumerate(kernel_offsets(pg.kernel)):
         plane = (slice(None), slice(None)) + sum(((slice(None), o) for o in offset), ())
-        dxp[plane] = dy * (index == k)
+        np.multiply(dy, index == k, out=dxp[plane])
     return dxp.reshape(dy.shape[:2] + pg.padded_size)
 
 
