@@ -200,15 +200,19 @@ def test_flat_layout_one_image_per_tile_matches_torch(name, correlate):
         check_against_torch(case, "gemm", seed=len(name))
 
 
-@pytest.mark.parametrize("x_shape, w_shape", [((3, 2, 5, 4), (3, 2, 2, 3)), ((9, 1, 2, 3), (2, 1, 1, 2))])
-def test_innermost_transposes_in_small_tiles_match_torch(x_shape, w_shape):
+@pytest.mark.parametrize("staged", [True, False])
+@pytest.mark.parametrize("x_shape, w_shape, padding", [((3, 2, 5, 4), (3, 2, 2, 3), 0), ((9, 1, 2, 3), (2, 1, 1, 2), 0),
+                                                       ((3, 2, 5, 4), (3, 2, 2, 3), (1, 2))])
+def test_innermost_transposes_in_small_tiles_match_torch(x_shape, w_shape, padding, staged):
     """Images innermost with tiles of 3 elements: the 2-D transposes of x, dy, y and dx run over many
-    ragged tiles, along the images (more images than channel positions) or along the positions."""
-    case = Case(x_shape, w_shape, True, dict())
+    ragged tiles, along the images (more images than channel positions) or along the positions, each
+    tile staged in scratch (as for a row stride of 4 KiB) or not; a padded x goes through scratch."""
+    case = Case(x_shape, w_shape, True, dict(padding=padding))
     case.b_size = w_shape[0]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS["images innermost"])
         patch.setattr(gemm, "TRANSPOSE_TILE", 3)
+        patch.setattr(gemm, "ALIASED_STRIDE", 8 if staged else 1 << 40)
         patch.setattr(gemm, "correlate_input_grad", lambda g: False)
         check_against_torch(case, "gemm", seed=x_shape[0])
 

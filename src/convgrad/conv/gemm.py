@@ -45,13 +45,12 @@ from .._workspace import scratch
 from .base import Algorithm, bias_grad, dilate, finite, grouped, unpadded
 
 CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
-TRANSPOSE_BLOCK = 8  # images per block of a transpose to or from images-innermost (measured best)
 TRANSPOSE_TILE = 8192  # elements per tile of a transpose done as a 2-D one (32 KiB of float32, in cache both ways)
-TRANSPOSE_BLOCKED_FROM = 1 << 17  # elements: smaller transposes are done in one call
 KEEP_BYTES = 16 * 2**20  # a training module keeps an im2col matrix up to this size (one tile) for its backward
 FLAT_WASTE = 1.2  # the flat layout computes at most this many grid positions per output (measured: res-128, 9²/8² = 1.27, flat 18.6 ms against 15.9 images innermost)
 SHORT_ROW = 40  # output rows shorter than this are copied with the images innermost (unless flat)
-SLOT_INPUT, SLOT_GRAD_OUTPUT, SLOT_COLS, SLOT_DCOLS, SLOT_DINPUT, SLOT_OUTPUT = range(6)
+SLOT_INPUT, SLOT_GRAD_OUTPUT, SLOT_COLS, SLOT_DCOLS, SLOT_DINPUT, SLOT_OUTPUT, SLOT_STAGE, SLOT_TILE = range(8)
+ALIASED_STRIDE = 512  # bytes: a transpose gathering along a multiple of this stride goes through a staged tile
 
 
 @dataclass(frozen=True)
@@ -98,11 +97,11 @@ class Layout:
         if not self.innermost:
             target[channels] = source.swapaxes(0, 1)
             return
-        if _transposed(_matrix(source, source.shape[0]), _matrix(target[channels], -1, source.shape[0])):
-            return
-        last = tuple(range(1, source.ndim)) + (0,)
-        for images in _image_blocks(source.shape[0], source.size):
-            target[channels, ..., images] = source[images].transpose(last)
+        direct = _matrix(target[channels], -1, source.shape[0])
+        staged = direct if direct is not None else _buffer(target[channels].shape, target.dtype, SLOT_STAGE)
+        _transposed(_readable(source, source.shape[0]), _matrix(staged, -1, source.shape[0]))
+        if direct is None:  # the centre of a padded array: its runs (a row of positions × the images) are long
+            target[channels] = staged
 
     def restore(self, array: np.ndarray, target: np.ndarray) -> np.ndarray:
         """``target (N, C, *S)`` from ``array`` (this layout), split over cores along C."""
@@ -111,11 +110,7 @@ class Layout:
             if not self.innermost:
                 target[:, c] = source.swapaxes(0, 1)
                 return
-            if _transposed(_matrix(source, -1, target.shape[0]), _matrix(target[:, c], target.shape[0])):
-                return
-            first = (source.ndim - 1,) + tuple(range(source.ndim - 1))
-            for images in _image_blocks(target.shape[0], source.size):
-                target[images, c] = source[..., images].transpose(first)
+            _transposed(_readable(source, -1, target.shape[0]), _matrix(target[:, c], target.shape[0]))
 
         over_channels(job, target.shape[1], target.size)
         return target
@@ -430,30 +425,34 @@ def _matrix(a: np.ndarray, *shape) -> np.ndarray | None:
     return view
 
 
-def _transposed(source: np.ndarray | None, target: np.ndarray | None) -> bool:
+def _readable(a: np.ndarray, *shape) -> np.ndarray:
+    """:func:`_matrix` of ``a``, or of a C-ordered copy of it (a caller's non-contiguous array)."""
+    view = _matrix(a, *shape)
+    return view if view is not None else _matrix(np.ascontiguousarray(a), *shape)
+
+
+def _transposed(source: np.ndarray, target: np.ndarray) -> None:
     """``target (b, a) = source (a, b)ᵀ`` in tiles of ``TRANSPOSE_TILE`` elements along the longer dim,
-    each read and written in cache (3x faster than one call, 2x faster than blocks of images, measured
-    on the suite's outputs); False (nothing done) when either is None."""
-    if source is None or target is None:
-        return False
-    if source.shape[0] >= source.shape[1]:
-        step = max(1, TRANSPOSE_TILE // max(1, source.shape[1]))
-        for i in range(0, source.shape[0], step):
-            target[:, i: i + step] = source[i: i + step].T
-    else:
-        step = max(1, TRANSPOSE_TILE // max(1, source.shape[0]))
-        for i in range(0, source.shape[1], step):
-            target[i: i + step] = source[:, i: i + step].T
-    return True
+    each read and written in cache (3x faster than one call on the suite's outputs; staged tiles are
+    4 times larger, to spread the cost of each tile's extra call: measured best).
 
-
-def _image_blocks(count: int, elements: int) -> list[slice]:
-    """Blocks of ``TRANSPOSE_BLOCK`` images: a transpose to or from images-innermost copied block by block
-    reads (or writes) a few long runs at a time instead of one element of every run (4x faster here
-    on large arrays; small ones, which fit in cache, go in one call)."""
-    if elements < TRANSPOSE_BLOCKED_FROM:
-        return [slice(0, count)]
-    return [slice(a, min(count, a + TRANSPOSE_BLOCK)) for a in range(0, count, TRANSPOSE_BLOCK)]
+    The copy walks down the source's columns; where its row stride is a multiple of
+    ``ALIASED_STRIDE`` bytes (4 KiB for 16 channels of 8×8, say) those reads all fall in a few cache
+    sets and evict each other (8x slower, measured), so each tile is first copied, row by row, into
+    scratch whose rows are 16 elements longer."""
+    along_rows = source.shape[0] >= source.shape[1]
+    aliased = source.strides[0] % ALIASED_STRIDE == 0 and source.shape[0] > 1
+    step = max(1, TRANSPOSE_TILE * (4 if aliased else 1) // max(1, min(source.shape)))
+    for i in range(0, max(source.shape), step):
+        tile = source[i: i + step] if along_rows else source[:, i: i + step]
+        if aliased:
+            stage = _buffer((tile.shape[0], tile.shape[1] + 16), tile.dtype, SLOT_TILE)[:, : tile.shape[1]]
+            stage[...] = tile
+            tile = stage
+        if along_rows:
+            target[:, i: i + step] = tile.T
+        else:
+            target[i: i + step] = tile.T
 
 
 def _buffer(shape, dtype, slot: int | None) -> np.ndarray:
