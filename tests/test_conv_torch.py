@@ -175,6 +175,15 @@ def test_flat_period_shares_zero_padding_between_neighbours():
     assert gemm.flat_period(_geometry((2, 3, 6, 6), (4, 3, 1, 1), padding=1)) == (8, 8)
 
 
+def test_products_pad_few_output_channels_to_a_multiple_of_eight():
+    """One group of 2 to 23 filters is computed as a multiple of 8 (the extra filters zero); the
+    hypothesis cases above (mostly 1 to 6 filters) check the results against PyTorch."""
+    rows = {c: gemm.product_rows(_geometry((2, 3, 6, 6), (c, 3, 3, 3))) for c in (1, 2, 6, 8, 13, 16, 23, 24, 25)}
+    assert rows == {1: 1, 2: 8, 6: 8, 8: 8, 13: 16, 16: 16, 23: 24, 24: 24, 25: 25}
+    g = conv_geometry("t", np.zeros((2, 4, 6, 6)), np.zeros((6, 2, 3, 3)), None, 1, 0, 1, 2, "zeros")[0]
+    assert gemm.product_rows(g) == 3  # per group, unpadded
+
+
 SHARED_PADDING = {
     "2-D (1, 1)": Case((3, 2, 6, 5), (3, 2, 3, 3), True, dict(padding=1)),
     "2-D (lo, hi), dilated": Case((3, 2, 9, 8), (4, 2, 3, 2), True, dict(padding=((2, 1), (0, 3)), dilation=(2, 1))),

@@ -218,10 +218,11 @@ class Layout:
         """y ``(N, C_out, *O)`` (a new array) from the products' output ``yc``."""
         return self.restore(yc, np.empty(g.y_shape, dtype=g.dtype))
 
-    def grad_output(self, dy: np.ndarray, g) -> np.ndarray:
-        """dy ``(N, C_out, *O)`` in this layout (scratch)."""
-        dyc = self.output_buffer(g.out_channels, g, SLOT_GRAD_OUTPUT)
+    def grad_output(self, dy: np.ndarray, g, channels: int) -> np.ndarray:
+        """dy ``(N, C_out, *O)`` in this layout (scratch of ``channels`` ≥ C_out rows, zero past C_out)."""
+        dyc = self.output_buffer(channels, g, SLOT_GRAD_OUTPUT)
         over_channels(lambda c: self.arrange(dy, dyc, c), g.out_channels, dyc.size)
+        dyc[g.out_channels:] = 0
         return dyc
 
     def input_grad_buffer(self, g) -> np.ndarray:
@@ -379,8 +380,8 @@ class Flat(Layout):
     def output(self, yc: np.ndarray, g) -> np.ndarray:
         return self._inside.restore(self.positions(yc, g), np.empty(g.y_shape, dtype=g.dtype))
 
-    def grad_output(self, dy: np.ndarray, g) -> np.ndarray:
-        dyc = self.output_buffer(g.out_channels, g, SLOT_GRAD_OUTPUT)
+    def grad_output(self, dy: np.ndarray, g, channels: int) -> np.ndarray:
+        dyc = self.output_buffer(channels, g, SLOT_GRAD_OUTPUT)
         positions = self.positions(dyc, g)
 
         def job(c: slice) -> None:
@@ -388,6 +389,7 @@ class Flat(Layout):
             positions[c] = dy[:, c].swapaxes(0, 1)
 
         over_channels(job, g.out_channels, dyc.size)
+        dyc[g.out_channels:] = 0
         return dyc
 
     def input_grad_buffer(self, g) -> np.ndarray:
@@ -629,6 +631,25 @@ def _weight_from_rows(dW: np.ndarray, g, shape) -> np.ndarray:
     return np.ascontiguousarray(dW.transpose(1, 2, 3, 0, 4)).reshape(shape)
 
 
+def product_rows(g) -> int:
+    """Output channels per group the products compute: C_out/G, or with one group and 2 ≤ C_out < 24
+    the next multiple of 8, the extra filters zero. OpenBLAS runs an (8, K) @ (K, n) product 2x faster than a
+    (6, K) @ (K, n) one, and (16, ·) 1.4x faster than (13, ·) (measured for K from 9 to 576; one row
+    is a fast matrix-vector product); the same holds for dW's ``dY @ colsᵀ``."""
+    if g.groups == 1 and 2 <= g.out_channels < 24 and g.dtype != object:
+        return -(-g.out_channels // 8) * 8
+    return g.out_channels // g.groups
+
+
+def _padded_rows(a: np.ndarray, rows: int) -> np.ndarray:
+    """``a (..., G, M, ·)`` with zero rows added to make M = ``rows`` (itself when it has them)."""
+    if a.shape[-2] == rows:
+        return a
+    padded = np.zeros(a.shape[:-2] + (rows, a.shape[-1]), dtype=a.dtype)
+    padded[..., : a.shape[-2], :] = a
+    return padded
+
+
 def forward(x, w, b, g, saved: dict | None = None) -> np.ndarray:
     """x ``(N, C_in, *L)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``.
 
@@ -636,14 +657,14 @@ def forward(x, w, b, g, saved: dict | None = None) -> np.ndarray:
     tile of at most ``KEEP_BYTES`` is kept there for :func:`products`, which then needs no second im2col
     of x for dW.
     """
-    layout = choose_layout(g)
-    W = _weight_rows(w, g, layout.rows(g))  # (rows, G, C_out/G, C_in/G·K/rows)
+    layout, M = choose_layout(g), product_rows(g)
+    W = _padded_rows(_weight_rows(w, g, layout.rows(g)), M)  # (rows, G, M, C_in/G·K/rows), M ≥ C_out/G
     xc = layout.arranged(x, g)
-    yc = layout.output_buffer(g.out_channels, g, SLOT_OUTPUT)
+    yc = layout.output_buffer(g.groups * M, g, SLOT_OUTPUT)  # the rows past C_out are never read
     whole = _whole_batch(layout, g) if saved is not None else None
     keep = whole is not None
     tiles = whole or layout.tiles(g)
-    bias = None if b is None else b.reshape(g.groups, -1, 1)  # added to each tile's product while in cache
+    bias = None if b is None else _padded_rows(b.reshape(g.groups, -1, 1), M)  # added to each tile's product while in cache
     for t in tiles:
         cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)
         target = layout.tile_output(yc, t)
@@ -682,17 +703,19 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
     tiles = _whole_batch(layout, g) if kept is not None else None
     if tiles is None:
         kept, tiles = None, layout.tiles(g, int(need_dx) + int(need_dw))
-    W = _weight_rows(w, g, layout.rows(g))
-    dyc = layout.grad_output(dy, g)
+    W, M = _weight_rows(w, g, layout.rows(g)), product_rows(g)  # dW's products take M ≥ C_out/G rows
+    dyc = layout.grad_output(dy, g, g.groups * M)
     xc = layout.arranged(x, g) if need_dw and kept is None else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
-    dW = np.zeros(W.shape, dtype=g.dtype) if need_dw else None
+    dW = np.zeros(W.shape[:2] + (M, W.shape[3]), dtype=g.dtype) if need_dw else None
     for t in tiles:
-        dY = _as_matrix(layout.tile_output(dyc, t), g.groups, t.columns)  # (G, C_out/G, columns)
+        padded = _as_matrix(layout.tile_output(dyc, t), g.groups, t.columns)  # (G, M, columns)
+        dY = padded[:, : W.shape[2]]  # (G, C_out/G, columns)
         if need_dw:
             cols = kept if kept is not None else layout.im2col(layout.tile_input(xc, t), g, t)
-            for dW_row, part in zip(dW, layout.parts(cols, g, t)):
-                dW_row += np.matmul(dY, part.swapaxes(-1, -2))
+            with np.errstate(invalid="ignore"):  # a zero row of dY times an inf of x: NaN in a row dropped
+                for dW_row, part in zip(dW, layout.parts(cols, g, t)):
+                    dW_row += np.matmul(padded, part.swapaxes(-1, -2))
         if need_dx:
             dcols = layout.dcols_buffer(g, t)
             parts = layout.parts(dcols, g, t)
@@ -704,7 +727,7 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
                     part += np.matmul(W_row.swapaxes(-1, -2), dY)
             layout.col2im(dcols, layout.tile_input(dxc, t), g, t)
     dx = layout.input_gradient(dxc, g) if need_dx else None
-    return dx, (_weight_from_rows(dW, g, w.shape) if need_dw else None)
+    return dx, (_weight_from_rows(dW[:, :, : W.shape[2]], g, w.shape) if need_dw else None)
 
 
 class Gemm(Algorithm):
