@@ -191,7 +191,20 @@ SHARED_PADDING = {
     "1-D hi > lo": Case((3, 2, 11), (3, 2, 4), False, dict(padding=((1, 3),))),
     "3-D": Case((3, 2, 4, 5, 4), (2, 2, 3, 2, 3), True, dict(padding=(1, (0, 1), 2))),
     "circular": Case((3, 2, 6, 5), (3, 2, 3, 3), True, dict(padding=1, padding_mode="circular")),
+    "1-D kernel in two rows": Case((3, 24, 17), (5, 24, 6), True, dict(padding=((2, 3),), dilation=2)),
 }
+
+
+def test_one_dimensional_kernels_are_cut_into_rows_with_enough_channels():
+    """In 1-D the flat layout cuts k into rows of b offsets (b ≥ 3 dividing k) when each product keeps
+    C_in/G·b ≥ 64 rows: fewer im2col copies for slightly smaller products."""
+    def rows(x, w, **options):
+        return gemm.Flat(innermost=False, nd=1).rows(_geometry(x, w, **options))
+
+    assert rows((64, 32, 1024), (32, 32, 9), padding=4) == 3  # conv1d: 3 rows of 3 offsets
+    assert rows((3, 24, 17), (5, 24, 6)) == 2  # 24·3 ≥ 64
+    assert rows((3, 8, 17), (5, 8, 9)) == 1  # 8·3 < 64 and 8·9 is the whole kernel
+    assert rows((3, 64, 17), (5, 64, 7)) == 1  # 7 is prime
 
 
 @pytest.mark.parametrize("correlate", [True, False])
