@@ -195,6 +195,34 @@ SHARED_PADDING = {
 }
 
 
+SAME_CONVOLUTIONS = {
+    "2-D": Case((3, 3, 6, 5), (4, 3, 3, 3), True, dict(padding=1)),
+    "2-D dilated, 6 filters (rows padded to 8)": Case((2, 3, 7, 6), (6, 3, 3, 3), True, dict(padding=2, dilation=2)),
+    "1-D": Case((3, 2, 11), (3, 2, 5), False, dict(padding=2)),
+    "3-D": Case((2, 2, 4, 5, 4), (3, 2, 3, 3, 3), True, dict(padding=1)),
+}
+
+
+@pytest.mark.parametrize("name", SAME_CONVOLUTIONS)
+def test_one_arrangement_of_dy_serves_dw_and_the_correlation(name):
+    """A stride-1 'same' convolution in the flat layout: dW's dY and the correlation's padded dy are
+    one buffer, shifted (checked to be shared, then against PyTorch)."""
+    case = SAME_CONVOLUTIONS[name]
+    case.b_size = case.w_shape[0]
+    g = _geometry(case.x_shape, case.w_shape, **case.kwargs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS["flat"])
+        patch.setattr(gemm, "correlate_input_grad", lambda g: True)
+        shared = gemm._shared_grad_output(np.ones(g.y_shape), g, gemm.Flat(False, g.nd), gemm.product_rows(g))
+        assert shared is not None and np.shares_memory(*shared)
+        check_against_torch(case, "gemm", seed=len(name))
+
+
+def test_dy_is_arranged_twice_where_the_periods_differ():
+    g = _geometry((2, 3, 6, 5), (4, 3, 3, 3), padding=((2, 0), (1, 1)))
+    assert gemm._shared_grad_output(np.ones(g.y_shape), g, gemm.Flat(False, 2), 4) is None
+
+
 def test_one_dimensional_kernels_are_cut_into_rows_with_enough_channels():
     """In 1-D the flat layout cuts k into rows of b offsets (b ≥ 3 dividing k) when each product keeps
     C_in/G·b ≥ 64 rows: fewer im2col copies for slightly smaller products."""

@@ -610,21 +610,60 @@ def _correlation_output(g) -> tuple:
     return pads, g.padded_size
 
 
-def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None) -> np.ndarray:
+def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None, arranged=None) -> np.ndarray:
     """dx ``(N, C_in, *L)`` = pad(dilate(dy)) ∗ rot180(W): the input gradient as one forward correlation.
 
     dy is dilated by the stride (s − 1 zeros between entries) and zero-padded (see
     :func:`_correlation_output`); the kernel is rotated by 180° with its in/out channels swapped per
-    group. ``correlate(x, w, b, g)`` runs the forward correlation (default: this module's).
+    group. ``correlate(x, w, b, g)`` runs the forward correlation (default: this module's, which takes
+    dy already ``arranged`` in its layout when given: see :func:`_shared_grad_output`).
     """
     dy = dilate(dy, g.stride)
     flip = (slice(None), slice(None)) + (slice(None, None, -1),) * g.nd
     rotated = grouped(w, g.groups).swapaxes(1, 2)  # (G, C_in/G, C_out/G, *k)
     rotated = np.ascontiguousarray(rotated.reshape((g.in_channels, g.out_channels // g.groups) + g.kernel)[flip])
-    pads, size = _correlation_output(g)
-    inner = plain_geometry(dy.shape, rotated.shape, (1,) * g.nd, g.dilation, g.groups, g.dtype, pads, size)
-    result = (correlate or forward)(dy, rotated, None, inner)
+    inner, size = _correlation_geometry(g, dy.shape)
+    if correlate is None:
+        result = forward(dy, rotated, None, inner, arranged=arranged)
+    else:
+        result = correlate(dy, rotated, None, inner)
     return result if size == g.in_size and g.padding_mode == "zeros" else owned(unpadded(result, g))
+
+
+def _correlation_geometry(g, dy_shape) -> tuple:
+    """(geometry, output size) of the forward correlation that gives dx, for a dilated dy of ``dy_shape``."""
+    pads, size = _correlation_output(g)
+    kernel_shape = (g.in_channels, g.out_channels // g.groups) + g.kernel
+    return plain_geometry(dy_shape, kernel_shape, (1,) * g.nd, g.dilation, g.groups, g.dtype, pads, size), size
+
+
+def _shared_grad_output(dy: np.ndarray, g, layout: Layout, rows: int):
+    """(dY for dW's products, dy arranged for dx's correlation): one buffer, or None where the two differ.
+
+    In the flat layout, dW's dY holds dy at the output positions of x's grid, zeros elsewhere; the
+    correlation (stride 1) reads dy arranged in its own flat layout, data at offset lo' of each dim
+    of its period. When both periods agree (a "same" convolution), that arrangement is dY shifted by
+    ``Σ lo'ᵢ·Sᵢ`` positions: one copy of dy serves both (scratch of ``rows`` ≥ C_out rows, zero past C_out).
+    """
+    if not isinstance(layout, Flat):
+        return None
+    inner, _ = _correlation_geometry(g, dy.shape)
+    if not isinstance(choose_layout(inner), Flat) or flat_period(inner) != flat_period(g):
+        return None
+    P = math.prod(flat_period(g))
+    shift = sum(lo * s for (lo, _), s in zip(inner.pads, _flat_strides(flat_period(g))))
+    length = max(shift + g.batch * P, g.batch * P + _flat_margin(inner))
+    buffer = scratch(rows * length, g.dtype, SLOT_GRAD_OUTPUT).reshape(rows, length)
+    grid = buffer[:, shift: shift + g.batch * P]
+    positions = layout.positions(grid, g)
+
+    def job(c: slice) -> None:
+        buffer[c].fill(0)
+        positions[c] = dy[:, c].swapaxes(0, 1)
+
+    over_channels(job, g.out_channels, buffer.size)
+    buffer[g.out_channels:] = 0
+    return grid, buffer[: g.out_channels, : g.batch * P + _flat_margin(inner)]
 
 
 def _weight_rows(w: np.ndarray, g, rows: int) -> np.ndarray:
@@ -662,16 +701,16 @@ def _padded_rows(a: np.ndarray, rows: int) -> np.ndarray:
     return padded
 
 
-def forward(x, w, b, g, saved: dict | None = None) -> np.ndarray:
+def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None = None) -> np.ndarray:
     """x ``(N, C_in, *L)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``.
 
     With a ``saved`` dict (a training module's), an im2col matrix that covers the whole batch in one
     tile of at most ``KEEP_BYTES`` is kept there for :func:`products`, which then needs no second im2col
-    of x for dW.
+    of x for dW. ``arranged``: x already in the layout :func:`choose_layout` picks for ``g``.
     """
     layout, M = choose_layout(g), product_rows(g)
     W = _padded_rows(_weight_rows(w, g, layout.rows(g)), M)  # (rows, G, M, C_in/G·K/rows), M ≥ C_out/G
-    xc = layout.arranged(x, g)
+    xc = layout.arranged(x, g) if arranged is None else arranged
     yc = layout.output_buffer(g.groups * M, g, SLOT_OUTPUT)  # the rows past C_out are never read
     whole = _whole_batch(layout, g) if saved is not None else None
     keep = whole is not None
@@ -708,15 +747,18 @@ def _saved_columns(saved: dict | None, g):
     return kept[1] if kept is not None and kept[0] == g else None
 
 
-def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = None):
-    """(dx by col2im or None, dw or None): the backward's matrix products over the im2col matrix."""
-    layout, usual = _backward_layout(x, g, need_dw)
+def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = None, chosen=None):
+    """(dx by col2im or None, dw or None): the backward's matrix products over the im2col matrix.
+
+    ``chosen``: (:func:`_backward_layout`'s answer, dy's arrangement in that layout or None), when
+    the caller has them."""
+    (layout, usual), dyc = chosen or (_backward_layout(x, g, need_dw), None)
     kept = _saved_columns(saved, g) if need_dw and usual else None
     tiles = _whole_batch(layout, g) if kept is not None else None
     if tiles is None:
         kept, tiles = None, layout.tiles(g, int(need_dx) + int(need_dw))
     W, M = _weight_rows(w, g, layout.rows(g)), product_rows(g)  # dW's products take M ≥ C_out/G rows
-    dyc = layout.grad_output(dy, g, g.groups * M)
+    dyc = layout.grad_output(dy, g, g.groups * M) if dyc is None else dyc
     xc = layout.arranged(x, g) if need_dw and kept is None else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
     dW = np.zeros(W.shape[:2] + (M, W.shape[3]), dtype=g.dtype) if need_dw else None
@@ -752,10 +794,13 @@ class Gemm(Algorithm):
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None):
         """dy ``(N, C_out, *O)`` -> dx like x, dw like w, db ``(C_out,)``."""
         correlate = need_dx and correlate_input_grad(g)
-        dx = input_grad_as_correlation(dy, w, g) if correlate else None
+        layout = _backward_layout(x, g, need_dw)
+        shared = _shared_grad_output(dy, g, layout[0], g.groups * product_rows(g)) if correlate and need_dw else None
+        dx = input_grad_as_correlation(dy, w, g, arranged=shared and shared[1]) if correlate else None
         dw = None
         if need_dw or (need_dx and not correlate):
-            col2im_dx, dw = products(dy, x, w, g, need_dx and not correlate, need_dw, saved)
+            chosen = (layout, shared and shared[0])
+            col2im_dx, dw = products(dy, x, w, g, need_dx and not correlate, need_dw, saved, chosen)
             dx = dx if correlate else col2im_dx
         return dx, dw, (bias_grad(dy) if need_db else None)
 
