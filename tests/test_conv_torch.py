@@ -141,6 +141,31 @@ def test_depthwise_pieces_and_channel_blocks_match_torch(run):
         check_against_torch(case, "depthwise", seed=run)
 
 
+THREADED = {
+    "depthwise": (Case((3, 5, 9, 8), (10, 1, 3, 2), True, dict(groups=5, padding=(2, 1))), None),
+    "depthwise, stride 2": (Case((3, 5, 9, 8), (5, 1, 3, 3), True, dict(groups=5, stride=2, padding=1)), None),
+    "gemm flat": (Case((3, 5, 9, 8), (4, 5, 3, 3), True, dict(padding=1)), gemm.Flat),
+    "gemm images innermost": (Case((3, 5, 9, 8), (4, 5, 3, 3), True, dict(stride=2, padding=(1, 2))), gemm.Layout),
+}
+
+
+@pytest.mark.parametrize("name", THREADED)
+def test_work_split_across_threads_matches_torch(name):
+    """Every array large enough to split (the threshold patched to 0): depthwise's multiply-adds and
+    copies, and gemm's copies when a layout is told to thread them, run in parallel channel slices."""
+    from convgrad import _parallel
+
+    case, layout = THREADED[name]
+    case.b_size = case.w_shape[0]
+    algorithm = "depthwise" if layout is None else "gemm"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_parallel, "MIN_ELEMENTS", 0)
+        patch.setattr(_parallel, "WORKERS", 2)
+        if layout is not None:
+            patch.setattr(gemm, "choose_layout", lambda g: layout(innermost=layout is gemm.Layout, nd=g.nd, threads=True))
+        check_against_torch(case, algorithm, seed=len(name))
+
+
 @pytest.mark.parametrize("algorithm, groups, out_channels", [("gemm", 1, 3), ("depthwise", 2, 2), ("depthwise", 2, 4)])
 def test_infinite_inputs_give_torchs_infinities_and_no_extra_nan(algorithm, groups, out_channels):
     """The flat layouts' dropped grid positions read real inputs: an inf there must not turn a finite

@@ -141,7 +141,7 @@ def _multiply_add(acc: np.ndarray, source: np.ndarray, weight: np.ndarray, term:
 
 def _flat_forward(x, w, b, g) -> np.ndarray:
     """Stride 1: y ``(N, C·m, *O)`` (+ b) by multiply-adds of contiguous runs of each channel's row."""
-    layout, m = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels
+    layout, m = Flat(innermost=False, nd=g.nd, threads=True), g.out_channels // g.in_channels
     rows = layout.arranged(x, g)  # (C, N·P + margin)
     yc = scratch(g.out_channels * g.batch * math.prod(flat_period(g)), g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
     (weights, starts, grid), bias = _plan(w, g), None if b is None else b.reshape(g.in_channels, m, 1)
@@ -165,7 +165,7 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool):
     (with one filter per channel, dx is better computed as a correlation: see ``Depthwise.backward``)."""
     if not (need_dx or need_dw):
         return None, None
-    layout, m, P = Flat(innermost=False, nd=g.nd), g.out_channels // g.in_channels, math.prod(flat_period(g))
+    layout, m, P = Flat(innermost=False, nd=g.nd, threads=True), g.out_channels // g.in_channels, math.prod(flat_period(g))
     grads = scratch(g.out_channels * g.batch * P, g.dtype, SLOT_GRAD_OUTPUT).reshape(g.out_channels, g.batch, P)
     dy_grid = layout.positions(grads, g)
     rows = layout.arranged(x, g) if need_dw else None
