@@ -238,14 +238,23 @@ def test_one_arrangement_of_dy_serves_dw_and_the_correlation(name):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS["flat"])
         patch.setattr(gemm, "correlate_input_grad", lambda g: True)
-        shared = gemm._shared_grad_output(np.ones(g.y_shape), g, gemm.Flat(False, g.nd), gemm.product_rows(g))
+        shared = gemm.shared_grad_output(np.ones(g.y_shape), g, gemm.Flat(False, g.nd), gemm.product_rows(g))
         assert shared is not None and np.shares_memory(*shared)
         check_against_torch(case, "gemm", seed=len(name))
 
 
+def test_depthwise_shares_its_arrangement_of_dy_too():
+    """Depthwise, one filter per channel, 'same': dW's grid of dy and dx's correlation share one copy."""
+    case = Case((2, 3, 12, 12), (3, 1, 3, 3), True, dict(groups=3, padding=1))
+    case.b_size = 3
+    g = conv_geometry("t", np.zeros(case.x_shape), np.zeros(case.w_shape), None, 1, 1, 1, 3, "zeros")[0]
+    assert gemm.shared_grad_output(np.ones(g.y_shape), g, gemm.Flat(False, 2, threads=True), 3) is not None
+    check_against_torch(case, "depthwise", seed=3)
+
+
 def test_dy_is_arranged_twice_where_the_periods_differ():
     g = _geometry((2, 3, 6, 5), (4, 3, 3, 3), padding=((2, 0), (1, 1)))
-    assert gemm._shared_grad_output(np.ones(g.y_shape), g, gemm.Flat(False, 2), 4) is None
+    assert gemm.shared_grad_output(np.ones(g.y_shape), g, gemm.Flat(False, 2), 4) is None
 
 
 def test_one_dimensional_kernels_are_cut_into_rows_with_enough_channels():

@@ -26,7 +26,8 @@ from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
 from .base import Algorithm, bias_grad, finite, padded, unpadded
-from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_offsets, flat_period, grid_span, input_grad_as_correlation
+from .gemm import (SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_offsets, flat_period, grid_span,
+                   input_grad_as_correlation, shared_grad_output)
 
 CACHE_BYTES = 1 << 20  # per thread: the images of one chunk, over its channels, stay in L2
 RUN = 1 << 18  # elements per multiply-add in the flat form: few, long calls (each costs microseconds; measured best)
@@ -75,8 +76,10 @@ class Depthwise(Algorithm):
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True):
         if _flat(g) and not (need_dw and not finite(x)):  # see gemm._backward_layout
             one = g.out_channels == g.in_channels  # dx is then a depthwise correlation too
-            dx = input_grad_as_correlation(dy, w, g, _flat_forward) if need_dx and one else None
-            scattered, dw = _flat_backward(dy, x, w, g, need_dx and not one, need_dw)
+            layout = Flat(innermost=False, nd=g.nd, threads=True)
+            shared = shared_grad_output(dy, g, layout, g.out_channels) if need_dx and one and need_dw else None
+            dx = input_grad_as_correlation(dy, w, g, _flat_forward, shared and shared[1]) if need_dx and one else None
+            scattered, dw = _flat_backward(dy, x, w, g, need_dx and not one, need_dw, shared and shared[0])
             return (dx if one else scattered), dw, (bias_grad(dy) if need_db else None)
         m, views = g.out_channels // g.in_channels, self._views(g)
         dY = dy.reshape((g.batch, g.in_channels, m) + g.out_size)
@@ -139,10 +142,11 @@ def _multiply_add(acc: np.ndarray, source: np.ndarray, weight: np.ndarray, term:
         acc += term
 
 
-def _flat_forward(x, w, b, g) -> np.ndarray:
-    """Stride 1: y ``(N, C·m, *O)`` (+ b) by multiply-adds of contiguous runs of each channel's row."""
+def _flat_forward(x, w, b, g, arranged: np.ndarray | None = None) -> np.ndarray:
+    """Stride 1: y ``(N, C·m, *O)`` (+ b) by multiply-adds of contiguous runs of each channel's row
+    (x ``arranged`` in the flat layout already, when given)."""
     layout, m = Flat(innermost=False, nd=g.nd, threads=True), g.out_channels // g.in_channels
-    rows = layout.arranged(x, g)  # (C, N·P + margin)
+    rows = layout.arranged(x, g) if arranged is None else arranged  # (C, N·P + margin)
     yc = scratch(g.out_channels * g.batch * math.prod(flat_period(g)), g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
     (weights, starts, grid), bias = _plan(w, g), None if b is None else b.reshape(g.in_channels, m, 1)
 
@@ -160,13 +164,16 @@ def _flat_forward(x, w, b, g) -> np.ndarray:
     return layout.output(yc.reshape(g.out_channels, g.batch, -1), g)
 
 
-def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool):
+def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool, grads: np.ndarray | None = None):
     """Stride 1: (dx, dw) by multiply-adds and dot products of contiguous runs of each channel's row
-    (with one filter per channel, dx is better computed as a correlation: see ``Depthwise.backward``)."""
+    (with one filter per channel, dx is better computed as a correlation: see ``Depthwise.backward``).
+    ``grads``: dy already on the flat grid ``(C·m, N·P)``, when given."""
     if not (need_dx or need_dw):
         return None, None
     layout, m, P = Flat(innermost=False, nd=g.nd, threads=True), g.out_channels // g.in_channels, math.prod(flat_period(g))
-    grads = scratch(g.out_channels * g.batch * P, g.dtype, SLOT_GRAD_OUTPUT).reshape(g.out_channels, g.batch, P)
+    arrange = grads is None
+    if arrange:
+        grads = scratch(g.out_channels * g.batch * P, g.dtype, SLOT_GRAD_OUTPUT).reshape(g.out_channels, -1)
     dy_grid = layout.positions(grads, g)
     rows = layout.arranged(x, g) if need_dw else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
@@ -175,9 +182,10 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool):
     grads3 = grads.reshape(g.in_channels, m, -1)
 
     def job(c: slice) -> None:
-        outputs = slice(c.start * m, c.stop * m)
-        grads[outputs].fill(0)
-        dy_grid[outputs] = dy[:, outputs].swapaxes(0, 1)
+        if arrange:
+            outputs = slice(c.start * m, c.stop * m)
+            grads[outputs].fill(0)
+            dy_grid[outputs] = dy[:, outputs].swapaxes(0, 1)
         for channels, piece, term in _blocks(c, grid, g.dtype):
             for j in range(m):
                 grad = grads3[channels, j, piece]

@@ -638,18 +638,15 @@ def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None, 
 
     dy is dilated by the stride (s − 1 zeros between entries) and zero-padded (see
     :func:`_correlation_output`); the kernel is rotated by 180° with its in/out channels swapped per
-    group. ``correlate(x, w, b, g)`` runs the forward correlation (default: this module's, which takes
-    dy already ``arranged`` in its layout when given: see :func:`_shared_grad_output`).
+    group. ``correlate(x, w, b, g, arranged=)`` runs the forward correlation (default: this module's),
+    given dy already ``arranged`` in its flat layout or None (see :func:`shared_grad_output`).
     """
     dy = dilate(dy, g.stride)
     flip = (slice(None), slice(None)) + (slice(None, None, -1),) * g.nd
     rotated = grouped(w, g.groups).swapaxes(1, 2)  # (G, C_in/G, C_out/G, *k)
     rotated = np.ascontiguousarray(rotated.reshape((g.in_channels, g.out_channels // g.groups) + g.kernel)[flip])
     inner, size = _correlation_geometry(g, dy.shape)
-    if correlate is None:
-        result = forward(dy, rotated, None, inner, arranged=arranged)
-    else:
-        result = correlate(dy, rotated, None, inner)
+    result = (correlate or forward)(dy, rotated, None, inner, arranged=arranged)
     return result if size == g.in_size and g.padding_mode == "zeros" else owned(unpadded(result, g))
 
 
@@ -660,7 +657,7 @@ def _correlation_geometry(g, dy_shape) -> tuple:
     return plain_geometry(dy_shape, kernel_shape, (1,) * g.nd, g.dilation, g.groups, g.dtype, pads, size), size
 
 
-def _shared_grad_output(dy: np.ndarray, g, layout: Layout, rows: int):
+def shared_grad_output(dy: np.ndarray, g, layout: Layout, rows: int):
     """(dY for dW's products, dy arranged for dx's correlation): one buffer, or None where the two differ.
 
     In the flat layout, dW's dY holds dy at the output positions of x's grid, zeros elsewhere; the
@@ -818,7 +815,7 @@ class Gemm(Algorithm):
         """dy ``(N, C_out, *O)`` -> dx like x, dw like w, db ``(C_out,)``."""
         correlate = need_dx and correlate_input_grad(g)
         layout = _backward_layout(x, g, need_dw)
-        shared = _shared_grad_output(dy, g, layout[0], g.groups * product_rows(g)) if correlate and need_dw else None
+        shared = shared_grad_output(dy, g, layout[0], g.groups * product_rows(g)) if correlate and need_dw else None
         dx = input_grad_as_correlation(dy, w, g, arranged=shared and shared[1]) if correlate else None
         dw = None
         if need_dw or (need_dx and not correlate):
