@@ -301,6 +301,30 @@ def test_innermost_transposes_in_small_tiles_match_torch(x_shape, w_shape, paddi
         check_against_torch(case, "gemm", seed=x_shape[0])
 
 
+VIRTUAL_PADDING = {
+    "2-D (lo, hi), stride, dilation": Case((3, 2, 9, 8), (3, 2, 3, 2), True, dict(padding=((2, 1), (0, 3)), stride=(2, 1), dilation=(2, 1))),
+    "2-D windows wholly in the padding": Case((2, 2, 3, 3), (3, 2, 2, 2), True, dict(padding=3, stride=2)),
+    "1-D": Case((3, 2, 11), (3, 2, 4), False, dict(padding=((3, 1),), stride=2)),
+    "3-D": Case((2, 2, 4, 5, 4), (2, 2, 3, 2, 3), True, dict(padding=(1, (0, 1), 2), stride=(1, 2, 1))),
+    "reflect (padded explicitly)": Case((3, 2, 6, 5), (3, 2, 3, 3), True, dict(padding=1, padding_mode="reflect", stride=2)),
+}
+
+
+@pytest.mark.parametrize("layout", ["images inside", "images innermost"])
+@pytest.mark.parametrize("name", VIRTUAL_PADDING)
+def test_row_layouts_with_one_output_row_per_tile_match_torch(name, layout):
+    """The row layouts keep zero padding virtual: each kernel offset copies the part of its window inside
+    x and zeros the rest. With one output row per tile (a tiny chunk), the first and last tiles meet
+    the top and bottom padding; dx by col2im (auto would often correlate instead)."""
+    case = VIRTUAL_PADDING[name]
+    case.b_size = case.w_shape[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS[layout])
+        patch.setattr(gemm, "CHUNK_BYTES", 1)
+        patch.setattr(gemm, "correlate_input_grad", lambda g: False)
+        check_against_torch(case, "gemm", seed=len(name))
+
+
 FLAT_COL2IM = {
     "2-D": Case((2, 3, 9, 8), (4, 3, 3, 2), True, dict(padding=1)),
     "2-D dilated, grouped, (lo, hi)": Case((2, 4, 11, 9), (6, 2, 3, 3), True,
