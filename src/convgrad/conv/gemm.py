@@ -108,7 +108,7 @@ class Layout:
         return (channels,) + tuple(spatial) + (batch,) if self.innermost else (channels, batch) + tuple(spatial)
 
     def arrange(self, array: np.ndarray, target: np.ndarray, channels: slice) -> None:
-        """Copy ``array (N, C, *S)``'s channels into ``target`` (this layout, a whole buffer)."""
+        """Copy ``array (N, C, *S)``'s channels into ``target`` (this layout; a whole buffer when innermost)."""
         source = array[:, channels]
         if not self.innermost:
             target[channels] = source.swapaxes(0, 1)
@@ -128,15 +128,32 @@ class Layout:
         return target
 
     def arranged(self, x: np.ndarray, g, slot: int = SLOT_INPUT) -> np.ndarray:
-        """x ``(N, C, *L)`` in this layout, in one copy: zero padding is left virtual (the windows that
-        reach into it copy zeros: :func:`_window_indices`); the other padding modes are padded first."""
-        size, _ = _stored(g)
+        """x ``(N, C, *L)`` in this layout (:meth:`stored`), in one copy: unpadded where the zero padding
+        is virtual, else padded (zeros around x, or pad()'s copies of x for the other modes)."""
+        size, virtual = self.stored(g)
         if g.padding_mode != "zeros":
             x = pad(x, g.pads, g.padding_mode)
         shape = self.shape(x.shape[1], x.shape[0], size)
         xc = scratch(math.prod(shape), g.dtype, slot).reshape(shape)
-        self.each_channel(lambda c: self.arrange(x, xc, c), shape[0], xc.size)
+        centre = self.index(slice(None), slice(None), _centre(g, x.shape[2:], size))
+
+        def job(c: slice) -> None:
+            if x.shape[2:] != size:  # zeros around x
+                xc[c].fill(0)
+            self.arrange(x, xc[centre], c)
+
+        self.each_channel(job, shape[0], xc.size)
         return xc
+
+    def stored(self, g) -> tuple:
+        """(spatial size, virtual padding) of the input as this layout stores it. Images innermost leave
+        zero padding virtual: x unpadded (no padded copy: 5.3 MB less to write for down-s2), the
+        windows that reach into the padding copy zeros (:func:`_window_indices`). Images inside pad
+        (zeroing the cut windows there writes runs of a few elements: stem-7x7 lost 3 ms), as do the
+        other padding modes, whose padding holds copies of x."""
+        if g.padding_mode == "zeros" and self.innermost:
+            return g.in_size, g.pads
+        return g.padded_size, ((0, 0),) * g.nd
 
     def tiles(self, g, buffers: int = 1, limit: int | None = None) -> list[Tile]:
         """Split the work into tiles whose ``buffers`` im2col-sized buffers fit a chunk (or ``limit`` bytes).
@@ -163,7 +180,7 @@ class Layout:
 
     def _windows(self, g, t: Tile) -> tuple:
         """:func:`_window_indices` of tile t."""
-        return _window_indices(self, g.kernel, g.stride, g.dilation, _stored(g), (t.batch.start, t.batch.stop),
+        return _window_indices(self, g.kernel, g.stride, g.dilation, self.stored(g), (t.batch.start, t.batch.stop),
                                t.rows.start, t.out_size)
 
     def im2col(self, xc: np.ndarray, g, t: Tile, slot: int | None = SLOT_COLS) -> np.ndarray:
@@ -234,18 +251,19 @@ class Layout:
         return dyc
 
     def input_grad_buffer(self, g) -> np.ndarray:
-        """Zeroed scratch for the (stored: :func:`_stored`) input's gradient, this layout."""
-        shape = self.shape(g.in_channels, g.batch, _stored(g)[0])
+        """Zeroed scratch for the (stored: :meth:`stored`) input's gradient, this layout."""
+        shape = self.shape(g.in_channels, g.batch, self.stored(g)[0])
         dxc = scratch(math.prod(shape), g.dtype, SLOT_DINPUT).reshape(shape)
         self.each_channel(lambda c: dxc[c].fill(0), shape[0], dxc.size)
         return dxc
 
     def input_gradient(self, dxc: np.ndarray, g) -> np.ndarray:
-        """dx ``(N, C_in, *L)`` (a new array) from :meth:`input_grad_buffer`'s: restored, and for the
-        padding modes other than zeros folded back by the padding's adjoint."""
+        """dx ``(N, C_in, *L)`` (a new array) from :meth:`input_grad_buffer`'s: x's own positions restored
+        (zero padding), or all restored and folded back by the padding's adjoint (the other modes)."""
         if g.padding_mode != "zeros":
             return owned(unpadded(self.restore(dxc, np.empty(g.padded_shape, dtype=g.dtype)), g))
-        return self.restore(dxc, np.empty(g.x_shape, dtype=g.dtype))
+        centre = self.index(slice(None), slice(None), _centre(g, g.in_size, self.stored(g)[0]))
+        return self.restore(dxc[centre], np.empty(g.x_shape, dtype=g.dtype))
 
 
 @dataclass(frozen=True)
@@ -530,13 +548,12 @@ def _flat_offsets(kernel, dilation, padded_size) -> tuple:
     return tuple((offset, sum(k * d * s for k, d, s in zip(offset, dilation, strides))) for offset in kernel_offsets(kernel))
 
 
-def _stored(g) -> tuple:
-    """(spatial size, virtual padding) of the input as the row layouts store it: x's own size with its
-    zero padding left virtual (no padded copy: 5.3 MB less to write for down-s2), or padded explicitly
-    for the other modes, whose padding holds copies of x."""
-    if g.padding_mode == "zeros":
-        return g.in_size, g.pads
-    return g.padded_size, ((0, 0),) * g.nd
+def _centre(g, inner, size) -> tuple:
+    """Where an array of spatial size ``inner`` (x, or x padded by pad()) lies in a stored input of
+    spatial ``size``: all of it, or x's own positions in a zero-padded one."""
+    if size == inner:
+        return (slice(None),) * g.nd
+    return tuple(slice(lo, lo + n) for (lo, _), n in zip(g.pads, g.in_size))
 
 
 @functools.lru_cache(maxsize=256)
