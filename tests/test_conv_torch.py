@@ -91,7 +91,8 @@ def test_empty_batch(algorithm, nd):
 GEMM_LAYOUTS = {
     "images inside": lambda g: gemm.Layout(innermost=False, nd=g.nd),
     "images innermost": lambda g: gemm.Layout(innermost=True, nd=g.nd),
-    "flat": lambda g: gemm.Flat(innermost=False, nd=g.nd) if _flat_applies(g) else gemm.Layout(False, g.nd),
+    "flat": lambda g: gemm.Flat(False, g.nd, masked=gemm.maskable(g)) if _flat_applies(g) else gemm.Layout(False, g.nd),
+    "flat unmasked": lambda g: gemm.Flat(innermost=False, nd=g.nd) if _flat_applies(g) else gemm.Layout(False, g.nd),
 }
 
 
@@ -103,10 +104,10 @@ def _flat_applies(g):
 @settings(max_examples=examples(90))
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def test_every_gemm_layout_matches_torch(layout, data, seed):
-    """gemm's three data layouts, each forced whatever the shape (auto picks one by shape), and the
-    flat one on stride-1 cases only, its sole domain."""
+    """gemm's data layouts, each forced whatever the shape (auto picks one by shape), and the flat
+    ones (with the last dim's padding virtual where it may be, or not) on stride-1 cases only, their sole domain."""
     case = data.draw(conv_cases())
-    if layout == "flat":
+    if layout.startswith("flat"):
         stride = case.kwargs["stride"]
         assume(all(s == 1 for s in (stride if isinstance(stride, tuple) else (stride,))))
     with pytest.MonkeyPatch.context() as patch:
@@ -119,13 +120,13 @@ def test_flat_layout_is_chosen_for_short_stride_one_rows():
     def layout(x, w, **options):
         return type(gemm.choose_layout(_geometry(x, w, **options))).__name__
 
-    assert layout((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "Flat"  # 33²/32² grid positions per output (shared padding)
-    assert layout((64, 64, 16, 16), (64, 64, 3, 3), padding=1) == "Flat"  # 17²/16²
+    assert layout((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "Flat"  # 33·32/32² grid positions per output
+    assert layout((64, 64, 16, 16), (64, 64, 3, 3), padding=1) == "Flat"  # 17·16/16²
     assert layout((8, 16, 16, 32, 32), (16, 16, 3, 3, 3), padding=1) == "Flat"  # one image's matrix > a chunk
     assert layout((64, 64, 16, 16), (128, 64, 3, 3), padding=1, stride=2) == "Layout"
     assert layout((64, 1, 28, 28), (6, 1, 5, 5)) == "Layout"  # 28²/24²
     assert layout((64, 6, 12, 12), (16, 6, 5, 5)) == "Layout"  # 144 grid positions for 64 outputs
-    assert layout((32, 128, 8, 8), (128, 128, 3, 3), padding=1) == "Layout"  # 9²/8²
+    assert layout((32, 128, 8, 8), (128, 128, 3, 3), padding=1) == "Layout"  # 9·8/8², rows of 8
 
 
 @pytest.mark.parametrize("run", [5, 64, 1 << 18])
@@ -228,17 +229,18 @@ SAME_CONVOLUTIONS = {
 }
 
 
+@pytest.mark.parametrize("flat", ["flat", "flat unmasked"])
 @pytest.mark.parametrize("name", SAME_CONVOLUTIONS)
-def test_one_arrangement_of_dy_serves_dw_and_the_correlation(name):
+def test_one_arrangement_of_dy_serves_dw_and_the_correlation(name, flat):
     """A stride-1 'same' convolution in the flat layout: dW's dY and the correlation's padded dy are
     one buffer, shifted (checked to be shared, then against PyTorch)."""
     case = SAME_CONVOLUTIONS[name]
     case.b_size = case.w_shape[0]
     g = _geometry(case.x_shape, case.w_shape, **case.kwargs)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS["flat"])
+        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS[flat])
         patch.setattr(gemm, "correlate_input_grad", lambda g: True)
-        shared = gemm.shared_grad_output(np.ones(g.y_shape), g, gemm.Flat(False, g.nd), gemm.product_rows(g))
+        shared = gemm.shared_grad_output(np.ones(g.y_shape), g, GEMM_LAYOUTS[flat](g), gemm.product_rows(g))
         assert shared is not None and np.shares_memory(*shared)
         check_against_torch(case, "gemm", seed=len(name))
 
@@ -248,7 +250,8 @@ def test_depthwise_shares_its_arrangement_of_dy_too():
     case = Case((2, 3, 12, 12), (3, 1, 3, 3), True, dict(groups=3, padding=1))
     case.b_size = 3
     g = conv_geometry("t", np.zeros(case.x_shape), np.zeros(case.w_shape), None, 1, 1, 1, 3, "zeros")[0]
-    assert gemm.shared_grad_output(np.ones(g.y_shape), g, gemm.Flat(False, 2, threads=True), 3) is not None
+    layout = gemm.Flat(False, 2, threads=True)
+    assert gemm.shared_grad_output(np.ones(g.y_shape), g, layout, 3, lambda _: layout) is not None
     check_against_torch(case, "depthwise", seed=3)
 
 
@@ -269,16 +272,17 @@ def test_one_dimensional_kernels_are_cut_into_rows_with_enough_channels():
     assert rows((3, 64, 17), (5, 64, 7)) == 1  # 7 is prime
 
 
+@pytest.mark.parametrize("flat", ["flat", "flat unmasked"])
 @pytest.mark.parametrize("correlate", [True, False])
 @pytest.mark.parametrize("name", SHARED_PADDING)
-def test_flat_layout_one_image_per_tile_matches_torch(name, correlate):
+def test_flat_layout_one_image_per_tile_matches_torch(name, correlate, flat):
     """The flat layout with one image per tile: the windows of a tile's last outputs read the margin
     after it (the next image's leading zeros, or the zeros after the last image), and col2im adds
     into them. dx both ways (correlation and col2im)."""
     case = SHARED_PADDING[name]
     case.b_size = case.w_shape[0]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS["flat"])
+        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS[flat])
         patch.setattr(gemm, "CHUNK_BYTES", 1)
         patch.setattr(gemm, "correlate_input_grad", lambda g: correlate)
         check_against_torch(case, "gemm", seed=len(name))
@@ -333,13 +337,14 @@ FLAT_COL2IM = {
 }
 
 
+@pytest.mark.parametrize("flat", ["flat", "flat unmasked"])
 @pytest.mark.parametrize("name", FLAT_COL2IM)
-def test_flat_layout_input_gradient_by_col2im_matches_torch(name):
+def test_flat_layout_input_gradient_by_col2im_matches_torch(name, flat):
     """The flat layout's dx through col2im: one product per kernel row into overlapping views of the
     im2col gradient, then one run per offset of the last dims (auto would often correlate instead)."""
     case = FLAT_COL2IM[name]
     case.b_size = case.w_shape[0]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS["flat"])
+        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS[flat])
         patch.setattr(gemm, "correlate_input_grad", lambda g: False)
         check_against_torch(case, "gemm", seed=len(name))

@@ -26,8 +26,7 @@ from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
 from .base import Algorithm, bias_grad, finite, padded, unpadded
-from .gemm import (SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_offsets, flat_period, grid_span,
-                   input_grad_as_correlation, shared_grad_output)
+from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_grid, input_grad_as_correlation, shared_grad_output
 
 CACHE_BYTES = 1 << 20  # per thread: the images of one chunk, over its channels, stay in L2
 RUN = 1 << 18  # elements per multiply-add in the flat form: few, long calls (each costs microseconds; measured best)
@@ -77,7 +76,7 @@ class Depthwise(Algorithm):
         if _flat(g) and not (need_dw and not finite(x)):  # see gemm._backward_layout
             one = g.out_channels == g.in_channels  # dx is then a depthwise correlation too
             layout = Flat(innermost=False, nd=g.nd, threads=True)
-            shared = shared_grad_output(dy, g, layout, g.out_channels) if need_dx and one and need_dw else None
+            shared = shared_grad_output(dy, g, layout, g.out_channels, lambda _: layout) if need_dx and one and need_dw else None
             dx = input_grad_as_correlation(dy, w, g, _flat_forward, shared and shared[1]) if need_dx and one else None
             scattered, dw = _flat_backward(dy, x, w, g, need_dx and not one, need_dw, shared and shared[0])
             return (dx if one else scattered), dw, (bias_grad(dy) if need_db else None)
@@ -130,7 +129,8 @@ def _blocks(c: slice, grid: int, dtype):
 def _plan(w, g) -> tuple:
     """(weights ``(C, m, K)``, where each kernel offset's run starts, grid length of one channel)."""
     K = math.prod(g.kernel)
-    return w.reshape(g.in_channels, g.out_channels // g.in_channels, K), [s for _, s in flat_offsets(g)], grid_span(g, g.batch)
+    grid = flat_grid(g)
+    return w.reshape(g.in_channels, g.out_channels // g.in_channels, K), grid.starts, grid.span(g, g.batch)
 
 
 def _multiply_add(acc: np.ndarray, source: np.ndarray, weight: np.ndarray, term: np.ndarray | None) -> None:
@@ -147,7 +147,7 @@ def _flat_forward(x, w, b, g, arranged: np.ndarray | None = None) -> np.ndarray:
     (x ``arranged`` in the flat layout already, when given)."""
     layout, m = Flat(innermost=False, nd=g.nd, threads=True), g.out_channels // g.in_channels
     rows = layout.arranged(x, g) if arranged is None else arranged  # (C, N·P + margin)
-    yc = scratch(g.out_channels * g.batch * math.prod(flat_period(g)), g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
+    yc = scratch(g.out_channels * g.batch * flat_grid(g).size, g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
     (weights, starts, grid), bias = _plan(w, g), None if b is None else b.reshape(g.in_channels, m, 1)
 
     def job(c: slice) -> None:
@@ -170,7 +170,7 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool, grads: np.ndarray 
     ``grads``: dy already on the flat grid ``(C·m, N·P)``, when given."""
     if not (need_dx or need_dw):
         return None, None
-    layout, m, P = Flat(innermost=False, nd=g.nd, threads=True), g.out_channels // g.in_channels, math.prod(flat_period(g))
+    layout, m, P = Flat(innermost=False, nd=g.nd, threads=True), g.out_channels // g.in_channels, flat_grid(g).size
     arrange = grads is None
     if arrange:
         grads = scratch(g.out_channels * g.batch * P, g.dtype, SLOT_GRAD_OUTPUT).reshape(g.out_channels, -1)

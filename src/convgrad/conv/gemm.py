@@ -47,7 +47,7 @@ from .base import Algorithm, bias_grad, dilate, finite, grouped, unpadded
 CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
 TRANSPOSE_TILE = 8192  # elements per tile of a transpose done as a 2-D one (32 KiB of float32, in cache both ways)
 KEEP_BYTES = 16 * 2**20  # a training module keeps an im2col matrix up to this size (one tile) for its backward
-FLAT_WASTE = 1.2  # the flat layout computes at most this many grid positions per output (measured: res-128, 9²/8² = 1.27, flat 18.6 ms against 15.9 images innermost)
+FLAT_WASTE = 1.1  # the flat layout computes at most this many grid positions per output (measured: res-128, 9·8/8² = 1.125, flat 16.6 ms against 14.8 images innermost)
 SPLIT_ROWS = 64  # a 1-D kernel is cut into rows only while each product keeps this many rows
 SHORT_ROW = 40  # output rows shorter than this are copied with the images innermost (unless flat)
 SLOT_INPUT, SLOT_GRAD_OUTPUT, SLOT_COLS, SLOT_DCOLS, SLOT_DINPUT, SLOT_OUTPUT, SLOT_STAGE, SLOT_TILE = range(8)
@@ -284,39 +284,46 @@ class Flat(Layout):
     copying, for products that are each k₁ times smaller).
     """
 
+    masked: bool = False  # the last dim's padding is virtual: reads that wrap around a row are zeroed (see flat_grid)
+
     @property
     def _inside(self) -> Layout:
         """The images-inside layout, whose padded copy and way back this one reshapes."""
         return Layout(False, self.nd, self.threads)
 
     @staticmethod
-    def suits(g) -> bool:
+    def suits(g, masked: bool = False) -> bool:
         """Numbers, stride 1, few dropped positions, and one image's im2col (twice) within the workspace limit."""
         if g.dtype == object or any(s != 1 for s in g.stride) or g.batch * math.prod(g.out_size) == 0:
             return False
-        P = math.prod(flat_period(g))
+        P = flat_grid(g, masked).size
         fits = 2 * g.in_channels * _row_offsets(g) * P * g.dtype.itemsize <= get_workspace_limit()
         return fits and P <= FLAT_WASTE * math.prod(g.out_size)
+
+    def grid(self, g) -> FlatGrid:
+        return flat_grid(g, self.masked)
 
     def rows(self, g) -> int:
         return _kernel_rows(g)
 
     def _shift(self, g) -> int:
         """How far kernel row κ₁ + 1 reads past kernel row κ₁ (in 1-D, one block of offsets further)."""
-        return g.dilation[0] * (_flat_strides(flat_period(g))[0] if g.nd > 1 else _row_offsets(g))
+        return g.dilation[0] * (_flat_strides(self.grid(g).period)[0] if g.nd > 1 else _row_offsets(g))
 
     def tiles(self, g, buffers: int = 1, limit: int | None = None) -> list[Tile]:
         """Chunks of whole images, each one grid; ``inputs`` is the chunk's range of the flat rows (with
-        the margin its last windows read past its last image)."""
-        P, margin = math.prod(flat_period(g)), _flat_margin(g)
+        the zeros its windows read before its first image and past its last)."""
+        grid = self.grid(g)
+        P, reach = grid.size, grid.front + grid.margin
         per_image = buffers * g.in_channels * _row_offsets(g) * P * g.dtype.itemsize
         step = max(1, (limit or chunk_limit()) // max(1, per_image))
-        return [Tile(slice(i, i1), slice(0, g.out_size[0]), slice(i * P, i1 * P + margin), g.out_size, grid_span(g, i1 - i))
+        return [Tile(slice(i, i1), slice(0, g.out_size[0]), slice(i * P, i1 * P + reach), g.out_size, grid.span(g, i1 - i))
                 for i, i1 in ((i, min(i + step, g.batch)) for i in range(0, g.batch, step))]
 
     def arranged(self, x: np.ndarray, g, slot: int = SLOT_INPUT) -> np.ndarray:
-        """x ``(N, C, *L)`` as ``(C, N·P + margin)``: each image's data at offset ``lo`` of each dim of its
-        period (:func:`flat_period`), zeros around it (the padding modes other than zeros are copied padded)."""
+        """x ``(N, C, *L)`` as ``(C, front + N·P + margin)``: each image's data at offset ``lead`` of each
+        dim of its period (:func:`flat_grid`), zeros around it (the padding modes other than zeros are
+        copied padded)."""
         rows = self._zeroed_rows(g, slot, zero=False)
         images, source, where = self._images(rows, g), x, self._data(g)
         if g.padding_mode != "zeros":
@@ -332,30 +339,38 @@ class Flat(Layout):
         return rows
 
     def _zeroed_rows(self, g, slot: int, zero: bool = True) -> np.ndarray:
-        """Scratch ``(C_in, N·P + margin)`` in ``slot``, zeroed (split over cores) when ``zero``."""
-        rows = scratch(g.in_channels * (g.batch * math.prod(flat_period(g)) + _flat_margin(g)), g.dtype, slot)
+        """Scratch ``(C_in, front + N·P + margin)`` in ``slot``, zeroed (split over cores) when ``zero``."""
+        grid = self.grid(g)
+        rows = scratch(g.in_channels * (grid.front + g.batch * grid.size + grid.margin), g.dtype, slot)
         rows = rows.reshape(g.in_channels, -1)
         if zero:
             self.each_channel(lambda c: rows[c].fill(0), g.in_channels, rows.size)
         return rows
 
-    @staticmethod
-    def _images(rows: np.ndarray, g) -> np.ndarray:
-        """The images of flat rows ``(C, N·P + margin)`` as ``(C, N, *period)`` (a view)."""
-        period = flat_period(g)
-        return rows[:, : g.batch * math.prod(period)].reshape((rows.shape[0], g.batch) + period)
+    def _images(self, rows: np.ndarray, g) -> np.ndarray:
+        """The images of flat rows ``(C, front + N·P + margin)`` as ``(C, N, *period)`` (a view)."""
+        grid = self.grid(g)
+        return rows[:, grid.front: grid.front + g.batch * grid.size].reshape((rows.shape[0], g.batch) + grid.period)
 
-    @staticmethod
-    def _data(g) -> tuple:
+    def _data(self, g) -> tuple:
         """Where an image's data lies in its period: x's own positions (zeros mode), else the whole padded image."""
         if g.padding_mode != "zeros":
             return (slice(None),) * g.nd
-        return tuple(slice(lo, lo + n) for (lo, _), n in zip(g.pads, g.in_size))
+        return tuple(slice(lead, lead + n) for lead, n in zip(self.grid(g).lead, g.in_size))
 
     def _runs(self, g, t: Tile) -> list:
         """(index of the matrix row block, run within the tile's input) of each offset of the last dims."""
         extent = t.span + (self.rows(g) - 1) * self._shift(g)
-        return [(k, slice(start, start + extent)) for k, start in enumerate(_row_starts(g))]
+        return [(k, slice(start, start + extent)) for k, start in enumerate(self.grid(g).starts[: _row_offsets(g)])]
+
+    def _mask(self, cols: np.ndarray, g, c: slice) -> None:
+        """Zero the entries of ``cols (C, K/rows, extent)`` (channels c) whose reads fell off a row of x
+        (masked grids: they met the neighbouring row where x's padding is virtual). Column j of a row
+        block k (last-dim offset k mod k_last) is every ``period[-1]``-th entry from j: one strided fill."""
+        cuts = self.grid(g).cuts
+        for k in range(cols.shape[1] if cuts else 0):
+            for j in cuts[k % len(cuts)]:
+                cols[c, k, j:: g.in_size[-1]] = 0
 
     def im2col(self, xc: np.ndarray, g, t: Tile, slot: int | None = SLOT_COLS) -> np.ndarray:
         runs = self._runs(g, t)
@@ -364,6 +379,7 @@ class Flat(Layout):
         def job(c: slice) -> None:
             for k, run in runs:
                 cols[c, k] = xc[c, run]
+            self._mask(cols, g, c)
 
         self.each_channel(job, cols.shape[0], cols.size)
         return cols.reshape(g.groups, -1, cols.shape[2])
@@ -382,6 +398,7 @@ class Flat(Layout):
         dcols = dcols.reshape(dxc.shape[0], len(runs), -1)
 
         def job(c: slice) -> None:
+            self._mask(dcols, g, c)
             for k, run in runs:
                 dxc[c, run] += dcols[c, k]
 
@@ -396,12 +413,12 @@ class Flat(Layout):
         return yc[:, t.inputs.start: t.inputs.start + t.span]
 
     def output_buffer(self, channels: int, g, slot: int) -> np.ndarray:
-        shape = (channels, g.batch * math.prod(flat_period(g)))
+        shape = (channels, g.batch * self.grid(g).size)
         return scratch(math.prod(shape), g.dtype, slot).reshape(shape)
 
     def positions(self, yc: np.ndarray, g) -> np.ndarray:
         """The output positions within the grid ``yc (C, N·P)`` (or ``(C, N, P)``): a view ``(C, N, *O)``."""
-        period = flat_period(g)
+        period = self.grid(g).period
         yc = yc.reshape(yc.shape[0], g.batch, math.prod(period))
         strides = yc.strides[:2] + tuple(s * yc.itemsize for s in _flat_strides(period))
         return np.lib.stride_tricks.as_strided(yc, yc.shape[:2] + g.out_size, strides, writeable=True)
@@ -449,11 +466,6 @@ def _row_offsets(g) -> int:
     """Kernel offsets per row of the flat layout's im2col matrix: those of the last dims (of one block
     of the kernel, in 1-D)."""
     return math.prod(g.kernel) // _kernel_rows(g)
-
-
-def _row_starts(g) -> list[int]:
-    """Where the run of each offset of the first kernel row starts, scan order."""
-    return [start for _, start in flat_offsets(g)[: _row_offsets(g)]]
 
 
 def _matrix(a: np.ndarray, *shape) -> np.ndarray | None:
@@ -517,11 +529,6 @@ def _flat_strides(size) -> tuple[int, ...]:
     return tuple(math.prod(size[i + 1:]) for i in range(len(size)))
 
 
-def flat_offsets(g) -> tuple:
-    """(kernel offset, where its run starts in a flattened padded image) for every offset, in scan order."""
-    return _flat_offsets(g.kernel, g.dilation, flat_period(g))
-
-
 def flat_period(g) -> tuple[int, ...]:
     """Per spatial dim, the period of an image in the flat layout: the padded size, or with zero padding
     ``L + max(lo, hi)``. The data sits at offset lo of each period; window reads past its end meet the
@@ -532,20 +539,6 @@ def flat_period(g) -> tuple[int, ...]:
         return g.padded_size
     period = tuple(n + max(lo, hi) for n, (lo, hi) in zip(g.in_size, g.pads))
     return period if all(o <= p for o, p in zip(g.out_size, period)) else g.padded_size
-
-
-def _flat_margin(g) -> int:
-    """Zeros after the last image of the flat layout, for the windows of its last outputs to read
-    (with a shared padding they reach past the last period)."""
-    period = flat_period(g)
-    last_read = sum((p - 1) * s for p, s in zip(g.padded_size, _flat_strides(period)))
-    return max(0, last_read + 1 - math.prod(period))
-
-
-@functools.lru_cache(maxsize=256)
-def _flat_offsets(kernel, dilation, padded_size) -> tuple:
-    strides = _flat_strides(padded_size)
-    return tuple((offset, sum(k * d * s for k, d, s in zip(offset, dilation, strides))) for offset in kernel_offsets(kernel))
 
 
 def _centre(g, inner, size) -> tuple:
@@ -581,12 +574,61 @@ def _window_indices(layout: Layout, kernel, stride, dilation, stored, batch, fir
     return tuple(result)
 
 
-def grid_span(g, images: int) -> int:
-    """Flat positions from the first output of the first of ``images`` padded images, laid end to end,
-    to the last output of the last (the flat layout's grid)."""
-    period = flat_period(g)
-    last = sum((o - 1) * s for o, s in zip(g.out_size, _flat_strides(period)))
-    return (images - 1) * math.prod(period) + last + 1
+@dataclass(frozen=True)
+class FlatGrid:
+    """Where the flat layout puts an image and where each kernel offset reads (see :func:`flat_grid`)."""
+
+    period: tuple  # spatial size of an image's slot
+    lead: tuple  # where the image's data starts in each dim of its slot
+    front: int  # zeros before the first image
+    margin: int  # zeros after the last
+    starts: tuple  # per kernel offset (scan order): where its run starts, past the tile's first index
+    cuts: tuple  # masked grids: per offset of the last dim, the columns (mod x's row) to zero
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.period)
+
+    def span(self, g, images: int) -> int:
+        """Grid positions from the first output of the first of ``images`` images to the last output of the last."""
+        last = sum((o - 1) * s for o, s in zip(g.out_size, _flat_strides(self.period)))
+        return (images - 1) * self.size + last + 1
+
+
+@functools.lru_cache(maxsize=256)
+def flat_grid(g, masked: bool = False) -> FlatGrid:
+    """The flat layout's grid for ``g``: periods from :func:`flat_period`; ``masked`` (see :func:`maskable`)
+    also drops the padding of the last dim.
+
+    Output o of image n sits at grid position ``n·P + Σ oᵢ·Sᵢ``; x's element r at ``front + n·P +
+    Σ (rᵢ + leadᵢ)·Sᵢ`` of the rows, so kernel offset κ's run starts ``front + Σ (κᵢ·dᵢ − loᵢ + leadᵢ)·Sᵢ``
+    past a tile's first grid position. Unmasked, lead = lo. Masked, the last dim's period is x's own
+    row and its lead 0: rows copy as one run and fewer positions are dropped (17·16 against 17·17 per
+    16·16 image), but a read that falls off x's row lands in the neighbouring row: im2col zeroes
+    those (``cuts``, the columns j with j + κ·d − lo outside the row)."""
+    period, lead, front = flat_period(g), tuple(lo for lo, _ in g.pads), 0
+    if g.padding_mode != "zeros":
+        lead = (0,) * g.nd
+    if masked:
+        period, lead, front = period[:-1] + (g.in_size[-1],), lead[:-1] + (0,), g.pads[-1][0]
+    strides = _flat_strides(period)
+    moves = [m - (lo if g.padding_mode == "zeros" else 0) for m, (lo, _) in zip(lead, g.pads)]
+    starts = tuple(front + sum((k * d + m) * s for k, d, m, s in zip(offset, g.dilation, moves, strides))
+                   for offset in kernel_offsets(g.kernel))
+    last = sum((o - 1) * s for o, s in zip(g.out_size, strides))
+    margin = max(0, max(starts) + last + 1 - front - math.prod(period))
+    cuts = ()
+    if masked:
+        W, d, lo = g.in_size[-1], g.dilation[-1], g.pads[-1][0]
+        cuts = tuple(tuple(j for j in range(W) if not 0 <= j + k * d - lo < W) for k in range(g.kernel[-1]))
+    return FlatGrid(period, lead, front, margin, starts, cuts)
+
+
+def maskable(g) -> bool:
+    """Whether the flat grid may drop the last dim's padding (:func:`flat_grid`): 2-D and 3-D, zero
+    padding, an output row no longer than x's (in 1-D the kernel's rows are blocks of the last dim, whose
+    cuts would differ from row to row)."""
+    return g.nd > 1 and g.padding_mode == "zeros" and g.out_size[-1] <= g.in_size[-1]
 
 
 def choose_layout(g) -> Layout:
@@ -598,8 +640,9 @@ def choose_layout(g) -> Layout:
     grid positions per output) innermost 15.9, flat 18.6; lenet-c1 (1.36) innermost 2.8, flat 3.8;
     stem-7x7 (stride 2, rows of 112) inside 90, innermost 135 (the transposes of a large output).
     """
-    if Flat.suits(g):
-        return Flat(innermost=False, nd=g.nd)
+    masked = maskable(g)
+    if Flat.suits(g, masked):
+        return Flat(innermost=False, nd=g.nd, masked=masked)
     return _row_layout(g)
 
 
@@ -693,22 +736,24 @@ def _correlation_geometry(g, dy_shape) -> tuple:
     return plain_geometry(dy_shape, kernel_shape, (1,) * g.nd, g.dilation, g.groups, g.dtype, pads, size), size
 
 
-def shared_grad_output(dy: np.ndarray, g, layout: Layout, rows: int):
+def shared_grad_output(dy: np.ndarray, g, layout: Layout, rows: int, correlating=None):
     """(dY for dW's products, dy arranged for dx's correlation): one buffer, or None where the two differ.
 
     In the flat layout, dW's dY holds dy at the output positions of x's grid, zeros elsewhere; the
     correlation (stride 1) reads dy arranged in its own flat layout, data at offset lo' of each dim
-    of its period. When both periods agree (a "same" convolution), that arrangement is dY shifted by
-    ``Σ lo'ᵢ·Sᵢ`` positions: one copy of dy serves both (scratch of ``rows`` ≥ C_out rows, zero past C_out).
+    of its period. When both grids agree (a "same" convolution), that arrangement is dY shifted by
+    ``front' + Σ lead'ᵢ·Sᵢ`` positions: one copy of dy serves both (scratch of ``rows`` ≥ C_out rows,
+    zero past C_out). ``correlating(geometry)``: the layout the correlation runs in (default :func:`choose_layout`).
     """
     if not isinstance(layout, Flat):
         return None
     inner, _ = _correlation_geometry(g, dy.shape)
-    if not isinstance(choose_layout(inner), Flat) or flat_period(inner) != flat_period(g):
+    other = (correlating or choose_layout)(inner)
+    if not isinstance(other, Flat) or other.masked != layout.masked or other.grid(inner).period != layout.grid(g).period:
         return None
-    P = math.prod(flat_period(g))
-    shift = sum(lo * s for (lo, _), s in zip(inner.pads, _flat_strides(flat_period(g))))
-    length = max(shift + g.batch * P, g.batch * P + _flat_margin(inner))
+    theirs, P = other.grid(inner), layout.grid(g).size
+    shift = theirs.front + sum(lead * s for lead, s in zip(theirs.lead, _flat_strides(theirs.period)))
+    length = max(shift + g.batch * P, theirs.front + g.batch * P + theirs.margin)
     buffer = scratch(rows * length, g.dtype, SLOT_GRAD_OUTPUT).reshape(rows, length)
     grid = buffer[:, shift: shift + g.batch * P]
     positions = layout.positions(grid, g)
@@ -719,7 +764,7 @@ def shared_grad_output(dy: np.ndarray, g, layout: Layout, rows: int):
 
     layout.each_channel(job, g.out_channels, buffer.size)
     buffer[g.out_channels:] = 0
-    return grid, buffer[: g.out_channels, : g.batch * P + _flat_margin(inner)]
+    return grid, buffer[: g.out_channels, : theirs.front + g.batch * P + theirs.margin]
 
 
 def _weight_rows(w: np.ndarray, g, rows: int) -> np.ndarray:
