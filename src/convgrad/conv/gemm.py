@@ -1,9 +1,10 @@
 """``algorithm="gemm"``: im2col + one matrix multiply per group (BLAS), col2im by strided ``+=``.
 
-The input is first copied, padded, into a channel-major layout: ``(C_in, N, *P)`` ("images inside"),
-``(C_in, *P, N)`` ("images innermost") or ``(C_in, N·P₁·P₂·…)`` ("flat", stride 1: see
-:class:`Flat`, whose im2col matrix holds only the offsets of the last dims and which runs one
-product per kernel row on shifted views of it). For a chunk of the work the im2col matrix is
+The input is first copied into a channel-major layout: ``(C_in, N, *P)`` ("images inside", padded),
+``(C_in, *L, N)`` ("images innermost", its zero padding virtual: windows that reach into it copy
+zeros) or ``(C_in, N·P₁·P₂·…)`` ("flat", stride 1: see :class:`Flat` and :func:`flat_grid`, whose
+im2col matrix holds only the offsets of the last dims and which runs one product per kernel row on
+shifted views of it). For a chunk of the work the im2col matrix is
 ``cols (C_in·K, columns)``, K = prod(kernel), one column per (image, output position) of the chunk:
 row ``(c, offset)`` holds the input element that kernel ``offset`` of channel c meets there. It is
 built by a loop over the K kernel offsets, each one strided slice copy (no fancy indexing, no
@@ -16,8 +17,8 @@ large matrix product:
 
 The layout is chosen for long copies (:func:`choose_layout`): each kernel offset copies runs of one
 output row (images inside), of one output row times the batch (images innermost, which wins for
-short rows, at the price of a transpose of the input and output, done in blocks of a few images), or
-of a whole chunk of images (flat).
+short rows, at the price of a transpose of the input and output, done as 2-D transposes in tiles
+that stay in cache), or of a whole chunk of images (flat).
 
 For a stride-1 convolution whose padded input is not much larger than its output, the input
 gradient is computed instead as the notes derive it: a forward correlation of the padded dy with the
@@ -25,7 +26,10 @@ rotated kernel (another im2col and product, no col2im); :func:`correlate_input_g
 
 Chunks are sized to stay in cache (``CHUNK_BYTES`` of im2col per chunk) and never exceed the
 workspace limit (:func:`convgrad.get_workspace_limit`). Scratch buffers are reused across chunks and
-calls, and the copies are split across cores by channel.
+calls. The copies run on one core (:meth:`Layout.each_channel`: OpenBLAS's spinning worker holds the
+other after each product); a group of 2 to 23 filters is computed as a multiple of 8
+(:func:`product_rows`); a "same" convolution's backward arranges dy once for dW and dx
+(:func:`shared_grad_output`).
 """
 
 from __future__ import annotations
@@ -635,10 +639,12 @@ def choose_layout(g) -> Layout:
     """Flat for stride 1 (when few positions are dropped); else images innermost for short output
     rows, with a batch to make the runs long; else images inside.
 
-    Measured on the benchmark suite (forward + backward, ms, each layout forced): cifar-16 flat 16.9,
-    inside 22.3, innermost 23.1; conv3d flat 77, innermost 96, inside 118; res-128 (rows of 8, 1.27
-    grid positions per output) innermost 15.9, flat 18.6; lenet-c1 (1.36) innermost 2.8, flat 3.8;
-    stem-7x7 (stride 2, rows of 112) inside 90, innermost 135 (the transposes of a large output).
+    Measured on the benchmark suite (forward + backward, ms, each layout forced, interleaved):
+    cifar-16 flat 16.4, inside 22.7, innermost 34.8; conv3d flat 74.9, inside 125, innermost 127;
+    res-128 (rows of 8, 1.125 grid positions per output) innermost 15.9, flat 17.3, inside 20.7;
+    lenet-c1 (1.36) innermost 2.8, inside 3.2, flat 4.3; lenet-c2 innermost 1.9, flat 3.2, inside
+    4.3; down-s2 (stride 2, rows of 8) innermost 20.1, inside 25.6; stem-7x7 (stride 2, rows of 112)
+    inside 89, innermost 139 (the transposes of a large output).
     """
     masked = maskable(g)
     if Flat.suits(g, masked):
