@@ -96,6 +96,19 @@ GEMM_LAYOUTS = {
 }
 
 
+def check_forced(case: Case, layout: str, seed: int, correlate: bool | None = None, **constants) -> None:
+    """``case`` against PyTorch with gemm's layout forced, dx by correlation or col2im when ``correlate``
+    says, and gemm's module ``constants`` patched."""
+    case.b_size = case.w_shape[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS[layout])
+        if correlate is not None:
+            patch.setattr(gemm, "correlate_input_grad", lambda g: correlate)
+        for name, value in constants.items():
+            patch.setattr(gemm, name, value)
+        check_against_torch(case, "gemm", seed)
+
+
 def _flat_applies(g):
     return all(s == 1 for s in g.stride) and g.batch * np.prod(g.out_size) > 0
 
@@ -279,13 +292,7 @@ def test_flat_layout_one_image_per_tile_matches_torch(name, correlate, flat):
     """The flat layout with one image per tile: the windows of a tile's last outputs read the margin
     after it (the next image's leading zeros, or the zeros after the last image), and col2im adds
     into them. dx both ways (correlation and col2im)."""
-    case = SHARED_PADDING[name]
-    case.b_size = case.w_shape[0]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS[flat])
-        patch.setattr(gemm, "CHUNK_BYTES", 1)
-        patch.setattr(gemm, "correlate_input_grad", lambda g: correlate)
-        check_against_torch(case, "gemm", seed=len(name))
+    check_forced(SHARED_PADDING[name], flat, len(name), correlate, CHUNK_BYTES=1)
 
 
 @pytest.mark.parametrize("staged", [True, False])
@@ -295,14 +302,8 @@ def test_innermost_transposes_in_small_tiles_match_torch(x_shape, w_shape, paddi
     """Images innermost with tiles of 3 elements: the 2-D transposes of x, dy, y and dx run over many
     ragged tiles, along the images (more images than channel positions) or along the positions, each
     tile staged in scratch (as for a row stride of 4 KiB) or not; a padded x goes through scratch."""
-    case = Case(x_shape, w_shape, True, dict(padding=padding))
-    case.b_size = w_shape[0]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS["images innermost"])
-        patch.setattr(gemm, "TRANSPOSE_TILE", 3)
-        patch.setattr(gemm, "ALIASED_STRIDE", 8 if staged else 1 << 40)
-        patch.setattr(gemm, "correlate_input_grad", lambda g: False)
-        check_against_torch(case, "gemm", seed=x_shape[0])
+    check_forced(Case(x_shape, w_shape, True, dict(padding=padding)), "images innermost", x_shape[0], False,
+                 TRANSPOSE_TILE=3, ALIASED_STRIDE=8 if staged else 1 << 40)
 
 
 VIRTUAL_PADDING = {
@@ -320,13 +321,7 @@ def test_row_layouts_with_one_output_row_per_tile_match_torch(name, layout):
     """The row layouts keep zero padding virtual: each kernel offset copies the part of its window inside
     x and zeros the rest. With one output row per tile (a tiny chunk), the first and last tiles meet
     the top and bottom padding; dx by col2im (auto would often correlate instead)."""
-    case = VIRTUAL_PADDING[name]
-    case.b_size = case.w_shape[0]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS[layout])
-        patch.setattr(gemm, "CHUNK_BYTES", 1)
-        patch.setattr(gemm, "correlate_input_grad", lambda g: False)
-        check_against_torch(case, "gemm", seed=len(name))
+    check_forced(VIRTUAL_PADDING[name], layout, len(name), False, CHUNK_BYTES=1)
 
 
 FLAT_COL2IM = {
@@ -342,9 +337,4 @@ FLAT_COL2IM = {
 def test_flat_layout_input_gradient_by_col2im_matches_torch(name, flat):
     """The flat layout's dx through col2im: one product per kernel row into overlapping views of the
     im2col gradient, then one run per offset of the last dims (auto would often correlate instead)."""
-    case = FLAT_COL2IM[name]
-    case.b_size = case.w_shape[0]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS[flat])
-        patch.setattr(gemm, "correlate_input_grad", lambda g: False)
-        check_against_torch(case, "gemm", seed=len(name))
+    check_forced(FLAT_COL2IM[name], flat, len(name), False)

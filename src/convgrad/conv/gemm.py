@@ -432,15 +432,20 @@ class Flat(Layout):
 
     def grad_output(self, dy: np.ndarray, g, channels: int) -> np.ndarray:
         dyc = self.output_buffer(channels, g, SLOT_GRAD_OUTPUT)
-        positions = self.positions(dyc, g)
+        self.place(dy, dyc, dyc, g)
+        return dyc
+
+    def place(self, dy: np.ndarray, buffer: np.ndarray, grid: np.ndarray, g) -> None:
+        """Zero ``buffer`` (rows ≥ C_out) and put dy ``(N, C_out, *O)`` at the output positions of ``grid``
+        (a view of it, ``(rows, N·P)``)."""
+        positions = self.positions(grid, g)
 
         def job(c: slice) -> None:
-            dyc[c].fill(0)
+            buffer[c].fill(0)
             positions[c] = dy[:, c].swapaxes(0, 1)
 
-        self.each_channel(job, g.out_channels, dyc.size)
-        dyc[g.out_channels:] = 0
-        return dyc
+        self.each_channel(job, g.out_channels, buffer.size)
+        buffer[g.out_channels:] = 0
 
     def input_grad_buffer(self, g) -> np.ndarray:
         return self._zeroed_rows(g, SLOT_DINPUT)
@@ -762,14 +767,7 @@ def shared_grad_output(dy: np.ndarray, g, layout: Layout, rows: int, correlating
     length = max(shift + g.batch * P, theirs.front + g.batch * P + theirs.margin)
     buffer = scratch(rows * length, g.dtype, SLOT_GRAD_OUTPUT).reshape(rows, length)
     grid = buffer[:, shift: shift + g.batch * P]
-    positions = layout.positions(grid, g)
-
-    def job(c: slice) -> None:
-        buffer[c].fill(0)
-        positions[c] = dy[:, c].swapaxes(0, 1)
-
-    layout.each_channel(job, g.out_channels, buffer.size)
-    buffer[g.out_channels:] = 0
+    layout.place(dy, buffer, grid, g)
     return grid, buffer[: g.out_channels, : theirs.front + g.batch * P + theirs.margin]
 
 
