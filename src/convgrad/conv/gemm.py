@@ -120,7 +120,7 @@ class Layout:
         _transposed(_readable(source, source.shape[0]), _matrix(target[channels], -1, source.shape[0]))
 
     def restore(self, array: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """``target (N, C, *S)`` from ``array`` (this layout), split over cores along C."""
+        """``target (N, C, *S)`` from ``array`` (this layout), channel by channel (:meth:`each_channel`)."""
         def job(c: slice) -> None:
             source = array[c]
             if not self.innermost:
@@ -134,7 +134,7 @@ class Layout:
     def arranged(self, x: np.ndarray, g, slot: int = SLOT_INPUT) -> np.ndarray:
         """x ``(N, C, *L)`` in this layout (:meth:`stored`), in one copy: unpadded where the zero padding
         is virtual, else padded (zeros around x, or pad()'s copies of x for the other modes)."""
-        size, virtual = self.stored(g)
+        size, _ = self.stored(g)
         if g.padding_mode != "zeros":
             x = pad(x, g.pads, g.padding_mode)
         shape = self.shape(x.shape[1], x.shape[0], size)
@@ -276,7 +276,8 @@ class Flat(Layout):
     (:func:`flat_period`: the padded size, or less where neighbours share their zero padding); stride 1 only.
 
     Kernel offset κ then meets, for every output position of a chunk of images at once, one contiguous
-    run of each channel's row, starting at ``Σ κᵢ·dᵢ·Sᵢ`` (Sᵢ the flat stride of padded dim i). The
+    run of each channel's row, starting at ``Σ κᵢ·dᵢ·Sᵢ`` (Sᵢ the flat stride of dim i; shifted where
+    a padding is virtual: :func:`flat_grid`). The
     products run over the grid of all flat positions from the chunk's first output to its last:
     positions past the end of an output row (whose windows wrap into the next row) and the padding rows
     between images are computed and dropped, at most ``FLAT_WASTE`` grid positions per output.
@@ -451,7 +452,7 @@ class Flat(Layout):
         return self._zeroed_rows(g, SLOT_DINPUT)
 
     def input_gradient(self, dxc: np.ndarray, g) -> np.ndarray:
-        """dx ``(N, C_in, *L)`` from flat rows ``(C_in, N·P + margin)``: its own positions (zeros mode;
+        """dx ``(N, C_in, *L)`` from flat rows ``(C_in, front + N·P + margin)``: its own positions (zeros mode;
         the rest is padding, some of it shared between neighbours), else the padding's adjoint."""
         images = self._images(dxc, g)[(slice(None), slice(None)) + self._data(g)]
         if g.padding_mode == "zeros":
