@@ -26,7 +26,7 @@ from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
 from .base import Algorithm, bias_grad, finite, padded, unpadded
-from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, flat_grid, input_grad_as_correlation, shared_grad_output
+from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, input_grad_as_correlation, shared_grad_output
 
 CACHE_BYTES = 1 << 20  # per thread: the images of one chunk, over its channels, stay in L2
 RUN = 1 << 18  # elements per multiply-add in the flat form: few, long calls (each costs microseconds; measured best)
@@ -75,8 +75,7 @@ class Depthwise(Algorithm):
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True):
         if _flat(g) and not (need_dw and not finite(x)):  # see gemm._backward_layout
             one = g.out_channels == g.in_channels  # dx is then a depthwise correlation too
-            layout = Flat(innermost=False, nd=g.nd, threads=True)
-            shared = shared_grad_output(dy, g, layout, g.out_channels, lambda _: layout) if need_dx and one and need_dw else None
+            shared = shared_grad_output(dy, g, _layout(g), g.out_channels, _layout) if need_dx and one and need_dw else None
             dx = input_grad_as_correlation(dy, w, g, _flat_forward, shared and shared[1]) if need_dx and one else None
             scattered, dw = _flat_backward(dy, x, w, g, need_dx and not one, need_dw, shared and shared[0])
             return (dx if one else scattered), dw, (bias_grad(dy) if need_db else None)
@@ -126,10 +125,14 @@ def _blocks(c: slice, grid: int, dtype):
             yield channels, slice(a, a + length), part[: (channels.stop - first) * length].reshape(-1, length)
 
 
-def _plan(w, g) -> tuple:
+def _layout(g) -> Flat:
+    """Depthwise's flat layout: gemm's, with its copies split across cores."""
+    return Flat(innermost=False, nd=g.nd, threads=True)
+
+
+def _plan(w, g, layout: Flat) -> tuple:
     """(weights ``(C, m, K)``, where each kernel offset's run starts, grid length of one channel)."""
-    K = math.prod(g.kernel)
-    grid = flat_grid(g)
+    K, grid = math.prod(g.kernel), layout.grid(g)
     return w.reshape(g.in_channels, g.out_channels // g.in_channels, K), grid.starts, grid.span(g, g.batch)
 
 
@@ -145,10 +148,10 @@ def _multiply_add(acc: np.ndarray, source: np.ndarray, weight: np.ndarray, term:
 def _flat_forward(x, w, b, g, arranged: np.ndarray | None = None) -> np.ndarray:
     """Stride 1: y ``(N, C·m, *O)`` (+ b) by multiply-adds of contiguous runs of each channel's row
     (x ``arranged`` in the flat layout already, when given)."""
-    layout, m = Flat(innermost=False, nd=g.nd, threads=True), g.out_channels // g.in_channels
+    layout, m = _layout(g), g.out_channels // g.in_channels
     rows = layout.arranged(x, g) if arranged is None else arranged  # (C, N·P + margin)
-    yc = scratch(g.out_channels * g.batch * flat_grid(g).size, g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
-    (weights, starts, grid), bias = _plan(w, g), None if b is None else b.reshape(g.in_channels, m, 1)
+    yc = scratch(g.out_channels * g.batch * layout.grid(g).size, g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
+    (weights, starts, grid), bias = _plan(w, g, layout), None if b is None else b.reshape(g.in_channels, m, 1)
 
     def job(c: slice) -> None:
         for channels, piece, term in _blocks(c, grid, g.dtype):
@@ -170,22 +173,18 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool, grads: np.ndarray 
     ``grads``: dy already on the flat grid ``(C·m, N·P)``, when given."""
     if not (need_dx or need_dw):
         return None, None
-    layout, m, P = Flat(innermost=False, nd=g.nd, threads=True), g.out_channels // g.in_channels, flat_grid(g).size
-    arrange = grads is None
-    if arrange:
-        grads = scratch(g.out_channels * g.batch * P, g.dtype, SLOT_GRAD_OUTPUT).reshape(g.out_channels, -1)
-    dy_grid = layout.positions(grads, g)
+    layout, m = _layout(g), g.out_channels // g.in_channels
+    if grads is None:
+        grads = scratch(g.out_channels * g.batch * layout.grid(g).size, g.dtype, SLOT_GRAD_OUTPUT)
+        grads = grads.reshape(g.out_channels, -1)
+        layout.place(dy, grads, grads, g)
     rows = layout.arranged(x, g) if need_dw else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
-    weights, starts, grid = _plan(w, g)
+    weights, starts, grid = _plan(w, g, layout)
     dW = np.zeros(weights.shape, dtype=g.dtype) if need_dw else None
     grads3 = grads.reshape(g.in_channels, m, -1)
 
     def job(c: slice) -> None:
-        if arrange:
-            outputs = slice(c.start * m, c.stop * m)
-            grads[outputs].fill(0)
-            dy_grid[outputs] = dy[:, outputs].swapaxes(0, 1)
         for channels, piece, term in _blocks(c, grid, g.dtype):
             for j in range(m):
                 grad = grads3[channels, j, piece]

@@ -264,10 +264,8 @@ class Layout:
     def input_gradient(self, dxc: np.ndarray, g) -> np.ndarray:
         """dx ``(N, C_in, *L)`` (a new array) from :meth:`input_grad_buffer`'s: x's own positions restored
         (zero padding), or all restored and folded back by the padding's adjoint (the other modes)."""
-        if g.padding_mode != "zeros":
-            return owned(unpadded(self.restore(dxc, np.empty(g.padded_shape, dtype=g.dtype)), g))
-        centre = self.index(slice(None), slice(None), _centre(g, g.in_size, self.stored(g)[0]))
-        return self.restore(dxc[centre], np.empty(g.x_shape, dtype=g.dtype))
+        inner = g.in_size if g.padding_mode == "zeros" else g.padded_size
+        return _gradient(self, dxc[self.index(slice(None), slice(None), _centre(g, inner, self.stored(g)[0]))], g)
 
 
 @dataclass(frozen=True)
@@ -454,10 +452,7 @@ class Flat(Layout):
     def input_gradient(self, dxc: np.ndarray, g) -> np.ndarray:
         """dx ``(N, C_in, *L)`` from flat rows ``(C_in, front + N·P + margin)``: its own positions (zeros mode;
         the rest is padding, some of it shared between neighbours), else the padding's adjoint."""
-        images = self._images(dxc, g)[(slice(None), slice(None)) + self._data(g)]
-        if g.padding_mode == "zeros":
-            return self._inside.restore(images, np.empty(g.x_shape, dtype=g.dtype))
-        return owned(unpadded(self._inside.restore(images, np.empty(g.padded_shape, dtype=g.dtype)), g))
+        return _gradient(self._inside, self._images(dxc, g)[(slice(None), slice(None)) + self._data(g)], g)
 
 
 def _kernel_rows(g) -> int:
@@ -480,7 +475,7 @@ def _row_offsets(g) -> int:
 
 def _matrix(a: np.ndarray, *shape) -> np.ndarray | None:
     """``a`` as a 2-D view of ``shape`` (one entry -1 at most: ``(rows,)`` means ``(rows, -1)``), or None
-    when its memory does not allow one (the centre of a padded array)."""
+    when its memory does not allow one."""
     view = a.view()
     try:
         view.shape = shape if len(shape) == 2 else (shape[0], -1)
@@ -490,8 +485,7 @@ def _matrix(a: np.ndarray, *shape) -> np.ndarray | None:
 
 
 def _readable(a: np.ndarray, *shape) -> np.ndarray:
-    """:func:`_matrix` of ``a``, or of a C-ordered copy of it in scratch (the centre of a padded array,
-    whose runs are long; a caller's non-contiguous array)."""
+    """:func:`_matrix` of ``a``, or of a C-ordered copy of it in scratch (a caller's non-contiguous array)."""
     view = _matrix(a, *shape)
     if view is not None:
         return view
@@ -549,6 +543,15 @@ def flat_period(g) -> tuple[int, ...]:
         return g.padded_size
     period = tuple(n + max(lo, hi) for n, (lo, hi) in zip(g.in_size, g.pads))
     return period if all(o <= p for o, p in zip(g.out_size, period)) else g.padded_size
+
+
+def _gradient(layout: Layout, source: np.ndarray, g) -> np.ndarray:
+    """dx ``(N, C_in, *L)`` (a new array) from ``source``, the input's gradient in ``layout`` restricted
+    to x's own positions (zero padding) or to the padded input (the other modes, whose padding's
+    adjoint then folds it back)."""
+    if g.padding_mode == "zeros":
+        return layout.restore(source, np.empty(g.x_shape, dtype=g.dtype))
+    return owned(unpadded(layout.restore(source, np.empty(g.padded_shape, dtype=g.dtype)), g))
 
 
 def _centre(g, inner, size) -> tuple:
