@@ -29,10 +29,13 @@ def test_linear(shape, bias, rng):
     assert (db is None) if not bias else rel_error(db, bt.grad.numpy()) < TOL
 
 
-@pytest.mark.parametrize("op, back, ref", [
+ACTIVATIONS = [
     (ops.relu, ops.relu_backward, F.relu),
     (lambda x: ops.leaky_relu(x, 0.2), lambda dy, x: ops.leaky_relu_backward(dy, x, 0.2), lambda t: F.leaky_relu(t, 0.2)),
-])
+]
+
+
+@pytest.mark.parametrize("op, back, ref", ACTIVATIONS)
 def test_activations(op, back, ref, rng):
     x = rng.normal(size=(3, 4, 5))
     x[0, 0, :2] = 0.0  # the kink: PyTorch's gradient there is 0 (relu) or the slope (leaky)
@@ -42,6 +45,33 @@ def test_activations(op, back, ref, rng):
     yt.backward(torch.tensor(dy))
     assert rel_error(op(x), yt.detach().numpy()) < TOL
     np.testing.assert_allclose(back(dy, x), xt.grad.numpy(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("shape, transposed", [((2, 8192), False), ((3, 5000), False), ((3, 5000), True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_relu_large(shape, transposed, dtype, rng):
+    """ReLU compares a contiguous array with blocks of zeros (``ZERO_BLOCK``: whole blocks, a rest, and
+    a transposed array that takes the plain path), with NaN, ±0 and infinities spread over every block,
+    against PyTorch in the same dtype."""
+    x = rng.normal(size=shape).astype(dtype)
+    for start, value in enumerate([np.nan, -0.0, 0.0, np.inf, -np.inf]):
+        x.reshape(-1)[start::997] = value
+    x = x.T if transposed else x
+    y = ops.relu(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    np.testing.assert_array_equal(y, F.relu(torch.from_numpy(x)).numpy())
+
+
+@pytest.mark.parametrize("slope", [0.2, 1.0, 1.5, -0.3, 0.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_leaky_relu_slopes(slope, dtype, rng):
+    """``max(x, slope·x)`` (``min`` above 1) against PyTorch in the same dtype for every kind of slope,
+    with NaN, zero and infinities."""
+    x = rng.normal(size=(4, 300)).astype(dtype)
+    x[0, :4] = [np.nan, 0.0, np.inf, -np.inf]
+    y = ops.leaky_relu(x, slope)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, F.leaky_relu(torch.from_numpy(x), slope).numpy())
 
 
 def test_flatten_round_trip(rng):
