@@ -11,6 +11,7 @@ from strategies import ALGORITHMS, GENERAL, Case, conv_cases, examples, supports
 import convgrad as cg
 from convgrad._args import conv_geometry
 from convgrad.conv import gemm
+from convgrad.gradcheck import rel_error
 
 TOL = 1e-10
 
@@ -88,11 +89,13 @@ def test_empty_batch(algorithm, nd):
     assert dx.shape == x.shape and np.all(dw == 0) and np.all(db == 0)
 
 
-GEMM_LAYOUTS = {
-    "images inside": lambda g: gemm.Layout(innermost=False, nd=g.nd),
-    "images innermost": lambda g: gemm.Layout(innermost=True, nd=g.nd),
-    "flat": lambda g: gemm.Flat(False, g.nd, masked=gemm.maskable(g)) if _flat_applies(g) else gemm.Layout(False, g.nd),
-    "flat unmasked": lambda g: gemm.Flat(innermost=False, nd=g.nd) if _flat_applies(g) else gemm.Layout(False, g.nd),
+GEMM_LAYOUTS = {  # gemm.choose_layout(g, need_dx) forced, whatever the backward wants
+    "images inside": lambda g, need_dx=True: gemm.Layout(innermost=False, nd=g.nd),
+    "images innermost": lambda g, need_dx=True: gemm.Layout(innermost=True, nd=g.nd),
+    "flat": lambda g, need_dx=True: (gemm.Flat(False, g.nd, masked=gemm.maskable(g)) if _flat_applies(g)
+                                     else gemm.Layout(False, g.nd)),
+    "flat unmasked": lambda g, need_dx=True: (gemm.Flat(innermost=False, nd=g.nd) if _flat_applies(g)
+                                              else gemm.Layout(False, g.nd)),
 }
 
 
@@ -176,8 +179,28 @@ def test_work_split_across_threads_matches_torch(name):
         patch.setattr(_parallel, "MIN_ELEMENTS", 0)
         patch.setattr(_parallel, "WORKERS", 2)
         if layout is not None:
-            patch.setattr(gemm, "choose_layout", lambda g: layout(innermost=layout is gemm.Layout, nd=g.nd, threads=True))
+            patch.setattr(gemm, "choose_layout",
+                          lambda g, need_dx=True: layout(innermost=layout is gemm.Layout, nd=g.nd, threads=True))
         check_against_torch(case, algorithm, seed=len(name))
+
+
+@pytest.mark.parametrize("x_shape, options", [
+    ((4, 3, 12, 11), dict(stride=2, padding=1)),  # short rows: innermost with dx, inside without
+    ((4, 3, 20, 19), dict(padding=1)),  # flat either way
+    ((2, 3, 6, 90), dict(stride=2, padding=(1, 2))),  # long rows: inside either way
+])
+def test_backward_without_input_grad_matches_torch(x_shape, options):
+    """A first layer's backward (dW and db only, in the layout chosen for no dx) against PyTorch."""
+    from convgrad.conv.api import backward_pass
+
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=x_shape), rng.normal(size=(5, 3, 3, 3))
+    dy = rng.normal(size=cg.conv(x, w, **options).shape)
+    _, _, dw_t, db_t = oracle.conv(x, w, np.zeros(5), dy, **options)
+    dx, dw, db = backward_pass("conv_backward", dy, x, w, options.get("stride", 1), options["padding"], 1, 1, "zeros",
+                               True, "gemm", need_dx=False)
+    assert dx is None
+    assert rel_error(dw, dw_t) < 1e-12 and rel_error(db, db_t) < 1e-12
 
 
 @pytest.mark.parametrize("algorithm, groups, out_channels", [("gemm", 1, 3), ("depthwise", 2, 2), ("depthwise", 2, 4)])

@@ -133,6 +133,54 @@ def test_training_conv_module_reuses_its_forward_columns(monkeypatch, shape, str
     assert module._saved is None  # released after use
 
 
+def test_first_layer_keeps_columns_in_the_layout_for_no_input_grad(monkeypatch):
+    """A training Conv2d remembers that its backward wanted no dx (a first layer): its next forward keeps
+    the columns in the layout chosen without dx (images inside, for these short rows), which that
+    backward reuses; a backward that wants dx after all builds its own, and every gradient is right."""
+    rng = np.random.default_rng(2)
+    module = cg.nn.Conv2d(3, 5, 3, stride=2, padding=1, dtype=np.float64)
+    g = conv_geometry("t", rng.normal(size=(4, 3, 12, 11)), module.weight.data, None, 2, 1, 1, 1, "zeros")[0]
+    assert gemm.choose_layout(g).innermost and not gemm.choose_layout(g, need_dx=False).innermost
+    calls = _count_im2col(monkeypatch)
+    for input_grad, built, innermost in ((False, 1, True), (False, 0, False), (True, 1, False), (True, 0, True)):
+        x = rng.normal(size=(4, 3, 12, 11))
+        y = module(x)
+        assert module._saved["columns"][1].innermost == innermost  # as the previous backward asked
+        dy = rng.normal(size=y.shape)
+        module.zero_grad()
+        calls.clear()
+        dx = module.backward(dy, input_grad=input_grad)
+        assert len(calls) == built
+        expected = cg.conv_backward(dy, x, module.weight.data, stride=2, padding=1)
+        assert (dx is None) if not input_grad else rel_error(dx, expected[0]) < 1e-12
+        assert rel_error(module.weight.grad, expected[1]) < 1e-12 and rel_error(module.bias.grad, expected[2]) < 1e-12
+
+
+def test_expecting_no_input_grad_reaches_the_first_layers_only():
+    """``_expect_input_grad(False)`` on a model reaches the modules whose dx is the model's: a Sequential's
+    first module, both branches of a Residual there; the columns of the first forward are then kept in
+    the layout for no dx, and the model's gradients match those computed with the hint left alone."""
+    def model(seed):
+        cg.manual_seed(seed)
+        block = cg.nn.Sequential(cg.nn.Conv2d(3, 4, 3, stride=2, padding=1, dtype=np.float64), cg.nn.ReLU())
+        shortcut = cg.nn.Conv2d(3, 4, 3, stride=2, padding=1, dtype=np.float64)
+        return cg.nn.Sequential(cg.nn.Residual(block, shortcut), cg.nn.Conv2d(4, 2, 3, padding=1, dtype=np.float64))
+
+    hinted, plain = model(0), model(0)
+    hinted._expect_input_grad(False)
+    first, shortcut, last = hinted[0].block[0], hinted[0].shortcut, hinted[1]
+    x = np.random.default_rng(0).normal(size=(4, 3, 12, 11))
+    for m in (hinted, plain):
+        m(x)
+    assert [c._saved["columns"][1].innermost for c in (first, shortcut, last)] == [False, False, True]
+    assert plain[0].block[0]._saved["columns"][1].innermost
+    dy = np.random.default_rng(1).normal(size=(4, 2, 6, 6))
+    for m in (hinted, plain):
+        assert m.backward(dy, input_grad=False) is None
+    for mine, theirs in zip(hinted.parameters(), plain.parameters()):
+        assert rel_error(mine.grad, theirs.grad) < 1e-12
+
+
 def test_conv_module_keeps_nothing_in_eval_mode_or_for_a_later_input(monkeypatch):
     rng = np.random.default_rng(1)
     module = cg.nn.Conv2d(2, 3, 3, dtype=np.float64).eval()

@@ -195,6 +195,7 @@ def _training_pair(name: str, torch):
     x = rng.standard_normal(shape, dtype=np.float32)
     y = rng.integers(0, 10, size=shape[0])
     loss_fn, opt = nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=lr)
+    model._expect_input_grad(False)  # as the training loop does
 
     def ours():
         opt.zero_grad()

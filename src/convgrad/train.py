@@ -139,6 +139,7 @@ class Trainer:
 
         p = self.progress
         self.model.train()
+        self.model._expect_input_grad(False)  # as _step's backward: every step alike, resumed or not
         bar = tqdm(total=len(self.batches), initial=p.step, desc=f"epoch {p.epoch + 1}/{epochs}", leave=False,
                    disable=None if self.progress_bar else True, unit="batch")
         started = time.perf_counter()

@@ -644,36 +644,41 @@ def maskable(g) -> bool:
     return g.nd > 1 and g.padding_mode == "zeros" and g.out_size[-1] <= g.in_size[-1]
 
 
-def choose_layout(g) -> Layout:
+def choose_layout(g, need_dx: bool = True) -> Layout:
     """Flat for stride 1 (when few positions are dropped); else images innermost for short output
-    rows, with a batch to make the runs long; else images inside.
+    rows, with a batch to make the runs long, when dx is wanted; else images inside.
 
     Measured on the benchmark suite (forward + backward, ms, each layout forced, interleaved):
     cifar-16 flat 16.4, inside 22.7, innermost 34.8; conv3d flat 74.9, inside 125, innermost 127;
     res-128 (rows of 8, 1.125 grid positions per output) innermost 15.9, flat 17.3, inside 20.7;
     lenet-c1 (1.36) innermost 2.8, inside 3.2, flat 4.3; lenet-c2 innermost 1.9, flat 3.2, inside
     4.3; down-s2 (stride 2, rows of 8) innermost 20.1, inside 25.6; stem-7x7 (stride 2, rows of 112)
-    inside 89, innermost 139 (the transposes of a large output).
+    inside 89, innermost 139 (the transposes of a large output). Without dx (a network's first layer),
+    images inside wins on short rows too, having no col2im to make long and no dy to transpose: a
+    training Conv2d's forward + backward, innermost against inside, 1.37 against 1.23 ms for lenet-c1,
+    8.1-8.4 against 7.8-8.1 for (64,3,32,32) * (16,3,5,5), 5.1-5.3 against 3.8-4.0 for (32,3,32,32) *
+    (32,3,3,3) (with dx, innermost wins the first two: 2.5-2.7 against 2.6-2.8, 10.5 against 11.0).
     """
     masked = maskable(g)
     if Flat.suits(g, masked):
         return Flat(innermost=False, nd=g.nd, masked=masked)
-    return _row_layout(g)
+    return _row_layout(g, need_dx)
 
 
-def _row_layout(g) -> Layout:
-    """Images innermost for short output rows (with a batch to make the runs long), else inside."""
+def _row_layout(g, need_dx: bool = True) -> Layout:
+    """Images innermost for short output rows (with a batch to make the runs long) when dx is wanted,
+    else inside (see :func:`choose_layout`)."""
     short = g.out_size[-1] < SHORT_ROW
-    return Layout(innermost=short and g.batch > 1, nd=g.nd)
+    return Layout(innermost=short and g.batch > 1 and need_dx, nd=g.nd)
 
 
-def _backward_layout(x: np.ndarray, g, need_dw: bool) -> tuple[Layout, bool]:
+def _backward_layout(x: np.ndarray, g, need_dw: bool, need_dx: bool = True) -> tuple[Layout, bool]:
     """(:func:`choose_layout`'s layout, True), except that dW of a non-finite input does not go flat:
     (another layout, False). The flat grid's dropped positions read real inputs, and 0 (their dy)
     times an inf there would make a finite entry of dW NaN."""
-    layout = choose_layout(g)
+    layout = choose_layout(g, need_dx)
     if need_dw and isinstance(layout, Flat) and not finite(x):
-        return _row_layout(g), False
+        return _row_layout(g, need_dx), False
     return layout, True
 
 
@@ -815,9 +820,10 @@ def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None =
 
     With a ``saved`` dict (a training module's), an im2col matrix that covers the whole batch in one
     tile of at most ``KEEP_BYTES`` is kept there for :func:`products`, which then needs no second im2col
-    of x for dW. ``arranged``: x already in the layout :func:`choose_layout` picks for ``g``.
+    of x for dW; ``saved["input_grad"]`` (default True) says whether the backward is expected to want
+    dx, which the layout depends on. ``arranged``: x already in the layout :func:`choose_layout` picks for ``g``.
     """
-    layout, M = choose_layout(g), product_rows(g)
+    layout, M = choose_layout(g, saved is None or saved.get("input_grad", True)), product_rows(g)
     W = _padded_rows(_weight_rows(w, g, layout.rows(g)), M)  # (rows, G, M, C_in/G·K/rows), M ≥ C_out/G
     xc = layout.arranged(x, g) if arranged is None else arranged
     yc = layout.output_buffer(g.groups * M, g, SLOT_OUTPUT)  # the rows past C_out are never read
@@ -840,7 +846,7 @@ def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None =
         if not through:
             target[...] = product.reshape(target.shape)
     if keep:
-        saved["columns"] = (g, cols)
+        saved["columns"] = (g, layout, cols)
     return layout.output(yc, g)
 
 
@@ -850,10 +856,10 @@ def _whole_batch(layout: Layout, g) -> list[Tile] | None:
     return tiles if len(tiles) == 1 else None
 
 
-def _saved_columns(saved: dict | None, g):
-    """The im2col matrix :func:`forward` kept for this geometry (taken out of ``saved``), or None."""
+def _saved_columns(saved: dict | None, g, layout: Layout):
+    """The im2col matrix :func:`forward` kept for this geometry and layout (taken out of ``saved``), or None."""
     kept = saved.pop("columns", None) if saved else None
-    return kept[1] if kept is not None and kept[0] == g else None
+    return kept[2] if kept is not None and kept[:2] == (g, layout) else None
 
 
 def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = None, chosen=None):
@@ -861,8 +867,8 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
 
     ``chosen``: (:func:`_backward_layout`'s answer, dy's arrangement in that layout or None), when
     the caller has them."""
-    (layout, usual), dyc = chosen or (_backward_layout(x, g, need_dw), None)
-    kept = _saved_columns(saved, g) if need_dw and usual else None
+    (layout, usual), dyc = chosen or (_backward_layout(x, g, need_dw, need_dx), None)
+    kept = _saved_columns(saved, g, layout) if need_dw and usual else None
     tiles = _whole_batch(layout, g) if kept is not None else None
     if tiles is None:
         kept, tiles = None, layout.tiles(g, int(need_dx) + int(need_dw))
@@ -903,7 +909,7 @@ class Gemm(Algorithm):
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None):
         """dy ``(N, C_out, *O)`` -> dx like x, dw like w, db ``(C_out,)``."""
         correlate = need_dx and correlate_input_grad(g)
-        layout = _backward_layout(x, g, need_dw)
+        layout = _backward_layout(x, g, need_dw, need_dx)
         shared = shared_grad_output(dy, g, layout[0], g.groups * product_rows(g)) if correlate and need_dw else None
         dx = input_grad_as_correlation(dy, w, g, arranged=shared and shared[1]) if correlate else None
         dw = None

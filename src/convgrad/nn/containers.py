@@ -43,6 +43,11 @@ class Sequential(Module):
             dy = modules[position].backward(dy, input_grad=input_grad or position > 0)
         return dy
 
+    def _expect_input_grad(self, wanted: bool) -> None:
+        """Only the first module's dx is the chain's; the others' always feed the module before them."""
+        if self._modules:
+            next(iter(self._modules.values()))._expect_input_grad(wanted)
+
     def __getitem__(self, index):
         return list(self._modules.values())[index]
 
@@ -97,6 +102,10 @@ class Residual(Module):
         dx_block = self.block.backward(dy, input_grad=input_grad)
         dx_short = self.shortcut.backward(dy, input_grad=input_grad)
         return dx_block + dx_short if input_grad else None
+
+    def _expect_input_grad(self, wanted: bool) -> None:
+        self.block._expect_input_grad(wanted)
+        self.shortcut._expect_input_grad(wanted)
 
     def spec(self) -> dict:
         return {"type": "Residual", "args": {"block": self.block.spec(), "shortcut": self.shortcut.spec()}}

@@ -67,12 +67,15 @@ class _ConvNd(_WeightBias):
         self.options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
         self._init_parameters((out_channels, in_channels // groups, *kernel), out_channels,
                               in_channels // groups * math.prod(kernel), bias, dtype)
+        self._input_grad = True  # whether backward is expected to want dx (see forward, _expect_input_grad)
 
     def forward(self, x):
         """x ``(N, C_in, *L)`` -> ``(N, C_out, *O)``. In training mode the convolution may keep its im2col
-        matrix (at most ``convgrad.conv.gemm.KEEP_BYTES``) until :meth:`backward`, which then reuses it."""
+        matrix (at most ``convgrad.conv.gemm.KEEP_BYTES``) until :meth:`backward`, which then reuses it;
+        the matrix's layout follows whether backward is expected to want dx (a first layer's does not):
+        as ``_expect_input_grad`` said, or as the last backward did."""
         self._x = x
-        self._saved = {} if self.training else None
+        self._saved = {"input_grad": self._input_grad} if self.training else None
         o = self.options
         return _conv("conv", x, self.weight.data, self._bias_data, o["stride"], o["padding"], o["dilation"],
                      o["groups"], o["padding_mode"], "auto", saved=self._saved)
@@ -82,9 +85,12 @@ class _ConvNd(_WeightBias):
         dx, dw, db = backward_pass("conv_backward", dy, self._x, self.weight.data, o["stride"], o["padding"], o["dilation"],
                                    o["groups"], o["padding_mode"], self.bias is not None, "auto", need_dx=input_grad,
                                    saved=self._saved)
-        self._saved = None
+        self._saved, self._input_grad = None, input_grad
         self._accumulate(dw, db)
         return dx
+
+    def _expect_input_grad(self, wanted: bool) -> None:
+        self._input_grad = wanted
 
 
 class Conv1d(_ConvNd):

@@ -108,6 +108,12 @@ class Module:
         the caller does not need dx (a network's first layer): a layer may then skip it and return None."""
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
+    def _expect_input_grad(self, wanted: bool) -> None:
+        """Say ahead whether backward will be asked for dx, so that forward can prepare for it (a
+        convolution keeps its columns in the layout that backward will use). Without it a module goes
+        by its last backward; a training loop that says it up front computes every step the same way,
+        resumed or not."""
+
     def __call__(self, x):
         return self.forward(x)
 
