@@ -11,7 +11,8 @@ k·k shifted multiply-adds, split across cores by channel. With multiplier m, ou
 Stride 1 uses gemm's flat layout, channel by channel: the padded images of channel c lie end to end
 in one row, and window κ of every output position of the whole batch is one contiguous run of it,
 starting at ``Σ κᵢ·dᵢ·Sᵢ``. Each term above is then one multiply-add of contiguous runs with a scalar
-weight (and dw one dot product), over a grid that includes positions past the end of each output
+weight, and dw the dot products of dy's run with every offset's (one ``np.vecdot`` over a strided view
+of the runs, channel by channel), over a grid that includes positions past the end of each output
 row and between images: those are dropped from y, and dy is zero there. Other strides take
 strided windows of a few images at a time, so that the slices stay in cache.
 """
@@ -26,7 +27,8 @@ from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
 from .base import Algorithm, bias_grad, finite, padded, unpadded
-from .gemm import SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, input_grad_as_correlation, shared_grad_output
+from .gemm import (SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, _flat_strides, input_grad_as_correlation,
+                   shared_grad_output)
 
 CACHE_BYTES = 1 << 20  # per thread: the images of one chunk, over its channels, stay in L2
 RUN = 1 << 18  # elements per multiply-add in the flat form: few, long calls (each costs microseconds; measured best)
@@ -136,6 +138,16 @@ def _plan(w, g, layout: Flat) -> tuple:
     return w.reshape(g.in_channels, g.out_channels // g.in_channels, K), grid.starts, grid.span(g, g.batch)
 
 
+def _taps(rows: np.ndarray, channels: slice, piece: slice, g, layout: Flat) -> np.ndarray:
+    """Every kernel offset's run of ``rows`` over the grid ``piece``, as one read-only view
+    ``(channels, *k, piece length)``: offset κ's run starts ``Σ κᵢ·dᵢ·Sᵢ`` past offset 0's (see flat_grid)."""
+    grid = layout.grid(g)
+    first = rows[channels, piece.start + grid.starts[0]:]
+    steps = tuple(d * s * rows.itemsize for d, s in zip(g.dilation, _flat_strides(grid.period)))
+    shape = (first.shape[0],) + g.kernel + (piece.stop - piece.start,)
+    return np.lib.stride_tricks.as_strided(first, shape, first.strides[:1] + steps + first.strides[1:], writeable=False)
+
+
 def _multiply_add(acc: np.ndarray, source: np.ndarray, weight: np.ndarray, term: np.ndarray | None) -> None:
     """``acc = source · weight`` (term None) or ``acc += source · weight``; weight ``(channels, 1)``."""
     if term is None:
@@ -186,14 +198,16 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool, grads: np.ndarray 
 
     def job(c: slice) -> None:
         for channels, piece, term in _blocks(c, grid, g.dtype):
+            taps = _taps(rows, channels, piece, g, layout) if need_dw else None
             for j in range(m):
                 grad = grads3[channels, j, piece]
-                for k, start in enumerate(starts):
+                if need_dw:  # every offset's dot product, channel by channel, in one call: grad and the rows stay
+                    # in cache (dw-3x3's dW 4.4-4.7 -> 3.8-3.9 ms against one einsum per offset over the block)
+                    dW[channels, j] += np.vecdot(grad.reshape(grad.shape[:1] + (1,) * g.nd + grad.shape[1:]),
+                                                 taps).reshape(grad.shape[0], -1)
+                for k, start in enumerate(starts if need_dx else ()):
                     shifted = slice(piece.start + start, piece.stop + start)
-                    if need_dw:
-                        dW[channels, j, k] += np.einsum("cl,cl->c", grad, rows[channels, shifted])  # no BLAS: see bias_grad
-                    if need_dx:
-                        _multiply_add(dxc[channels, shifted], grad, weights[channels, j, k, None], term)
+                    _multiply_add(dxc[channels, shifted], grad, weights[channels, j, k, None], term)
 
     over_channels(job, g.in_channels, g.out_channels * grid * len(starts))
     dx = layout.input_gradient(dxc, g) if need_dx else None
