@@ -62,7 +62,7 @@ def test_relu_large(shape, transposed, dtype, rng):
     np.testing.assert_array_equal(y, F.relu(torch.from_numpy(x)).numpy())
 
 
-@pytest.mark.parametrize("slope", [0.2, 1.0, 1.5, -0.3, 0.0])
+@pytest.mark.parametrize("slope", [0.2, 1.0, 1.5, -0.3, 0.0, float("inf")])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_leaky_relu_slopes(slope, dtype, rng):
     """``max(x, slope·x)`` (``min`` above 1) against PyTorch in the same dtype for every kind of slope,
