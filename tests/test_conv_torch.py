@@ -296,6 +296,35 @@ def test_dy_is_arranged_twice_where_the_periods_differ():
     assert gemm.shared_grad_output(np.ones(g.y_shape), g, gemm.Flat(False, 2), 4) is None
 
 
+STACKED = {  # the flat layout's kernel rows in one product: rows · filters per group ≤ the rows' offsets
+    "2-D": Case((2, 8, 12, 10), (8, 8, 3, 3), True, dict(padding=1)),
+    "2-D, groups": Case((2, 6, 20, 12), (6, 3, 3, 3), True, dict(groups=2, padding=(2, 1), dilation=(2, 1))),
+    "1-D rows of 3": Case((2, 24, 60), (24, 24, 9), True, dict(padding=4)),
+    "3-D": Case((1, 8, 24, 24, 24), (8, 8, 3, 3, 3), False, dict(padding=1)),
+}
+
+
+@pytest.mark.parametrize("name", STACKED)
+def test_stacked_kernel_rows_match_torch(name, monkeypatch):
+    """Few filters: the kernel rows' weights are stacked into one product whose row blocks are summed
+    shifted (forward and the dx correlation), against PyTorch; more filters than STACK_ROWS are not."""
+    case = STACKED[name]
+    case.b_size = case.w_shape[0]
+    calls = []
+    original = gemm._stacked_product
+    monkeypatch.setattr(gemm, "_stacked_product", lambda *a: calls.append(1) or original(*a))
+    check_against_torch(case, "gemm", seed=len(name))
+    assert calls
+    o = case.kwargs
+    g = conv_geometry("t", np.zeros(case.x_shape), np.zeros(case.w_shape), None, 1, o["padding"], o.get("dilation", 1),
+                      o.get("groups", 1), "zeros")[0]
+    layout = gemm.choose_layout(g)
+    W = gemm._weight_rows(np.zeros(case.w_shape), g, layout.rows(g))
+    assert gemm._stacked(W, layout, g) is not None
+    monkeypatch.setattr(gemm, "STACK_ROWS", W.shape[2] - 1)
+    assert gemm._stacked(W, layout, g) is None
+
+
 def test_one_dimensional_kernels_are_cut_into_rows_with_enough_channels():
     """In 1-D the flat layout cuts k into rows of b offsets (b ≥ 3 dividing k) when each product keeps
     C_in/G·b ≥ 64 rows: fewer im2col copies for slightly smaller products."""

@@ -831,16 +831,21 @@ def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None =
     keep = whole is not None
     tiles = whole or layout.tiles(g)
     bias = None if b is None else _padded_rows(b.reshape(g.groups, -1, 1), M)  # added to each tile's product while in cache
+    stack = _stacked(W, layout, g)
     for t in tiles:
         cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)
         target = layout.tile_output(yc, t)
         through = _writes_through(target, g.groups, t.columns)
-        product = None
-        for W_row, part in zip(W, layout.parts(cols, g, t)):
-            if product is None:
-                product = np.matmul(W_row, part, out=_as_matrix(target, g.groups, t.columns) if through else None)
-            else:
-                product += np.matmul(W_row, part, out=scratch(product.size, g.dtype, SLOT_DCOLS).reshape(product.shape))
+        out = _as_matrix(target, g.groups, t.columns) if through else None
+        if stack is not None:
+            product = _stacked_product(stack, cols, layout._shift(g), t.span, out)
+        else:
+            product = None
+            for W_row, part in zip(W, layout.parts(cols, g, t)):
+                if product is None:
+                    product = np.matmul(W_row, part, out=out)
+                else:
+                    product += np.matmul(W_row, part, out=scratch(product.size, g.dtype, SLOT_DCOLS).reshape(product.shape))
         if bias is not None:
             product += bias
         if not through:
@@ -848,6 +853,41 @@ def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None =
     if keep:
         saved["columns"] = (g, layout, cols)
     return layout.output(yc, g)
+
+
+STACK_ROWS = 32  # the flat layout's kernel rows go into one product while a group has at most this many filters
+
+
+def _stacked(W: np.ndarray, layout: Layout, g) -> np.ndarray | None:
+    """The kernel rows' weights ``W (rows, G, M, K/rows)`` stacked as ``(G, rows·M, K/rows)`` for one product
+    over a tile's whole im2col matrix, or None (one product per kernel row).
+
+    A group of few filters makes a product OpenBLAS runs slowly: (16, 48) @ (48, n) at 100 GFLOP/s,
+    (64, 192) @ (192, n) at 147. Stacked, the rows' results land in one buffer (no larger than the im2col
+    matrix: rows·M ≤ K/rows) and are summed shifted: cifar-16's products and sums 1.72-1.86 -> 1.47-1.57
+    ms per 40,000 columns. Forward + backward (the dx correlation is a forward too), medians of six
+    alternating blocks in one process: cifar-16 17.1 -> 16.7 ms, dil-2 41.9 -> 40.8, conv1d 40.3 -> 39.6,
+    conv3d 72.6 against 73.5 (noise); res-64's 64 filters gained 1% (33.5 -> 33.2) and stay per row."""
+    rows, _, M, K = W.shape
+    if not isinstance(layout, Flat) or rows == 1 or M > STACK_ROWS or rows * M > K:
+        return None
+    return np.ascontiguousarray(W.transpose(1, 0, 2, 3)).reshape(W.shape[1], rows * M, K)
+
+
+def _stacked_product(stack: np.ndarray, cols: np.ndarray, shift: int, span: int, out: np.ndarray | None) -> np.ndarray:
+    """``Σᵢ Wᵢ @ cols[..., i·shift : i·shift + span]`` (the flat layout's kernel rows, :meth:`Flat.parts`) by
+    one product ``stack (G, rows·M, K) @ cols (G, K, extent)``, row block i read ``i·shift`` further
+    -> ``(G, M, span)`` (into ``out`` when given)."""
+    G, stacked, K = stack.shape
+    rows = (cols.shape[-1] - span) // shift + 1
+    M = stacked // rows
+    every = scratch(G * stacked * cols.shape[-1], cols.dtype, SLOT_DCOLS).reshape(G, stacked, cols.shape[-1])
+    np.matmul(stack, cols, out=every)
+    blocks = [every[:, i * M: (i + 1) * M, i * shift: i * shift + span] for i in range(rows)]
+    product = np.add(blocks[0], blocks[1], out=out)
+    for block in blocks[2:]:
+        product += block
+    return product
 
 
 def _whole_batch(layout: Layout, g) -> list[Tile] | None:
