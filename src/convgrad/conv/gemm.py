@@ -838,7 +838,7 @@ def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None =
         through = _writes_through(target, g.groups, t.columns)
         out = _as_matrix(target, g.groups, t.columns) if through else None
         if stack is not None:
-            product = _stacked_product(stack, cols, layout._shift(g), t.span, out)
+            product = _stacked_product(stack, len(W), cols, layout._shift(g), t.span, out)
         else:
             product = None
             for W_row, part in zip(W, layout.parts(cols, g, t)):
@@ -874,12 +874,12 @@ def _stacked(W: np.ndarray, layout: Layout, g) -> np.ndarray | None:
     return np.ascontiguousarray(W.transpose(1, 0, 2, 3)).reshape(W.shape[1], rows * M, K)
 
 
-def _stacked_product(stack: np.ndarray, cols: np.ndarray, shift: int, span: int, out: np.ndarray | None) -> np.ndarray:
-    """``Σᵢ Wᵢ @ cols[..., i·shift : i·shift + span]`` (the flat layout's kernel rows, :meth:`Flat.parts`) by
-    one product ``stack (G, rows·M, K) @ cols (G, K, extent)``, row block i read ``i·shift`` further
-    -> ``(G, M, span)`` (into ``out`` when given)."""
-    G, stacked, K = stack.shape
-    rows = (cols.shape[-1] - span) // shift + 1
+def _stacked_product(stack: np.ndarray, rows: int, cols: np.ndarray, shift: int, span: int,
+                     out: np.ndarray | None) -> np.ndarray:
+    """``Σᵢ Wᵢ @ cols[..., i·shift : i·shift + span]`` over the ``rows`` kernel rows (the flat layout's
+    :meth:`Flat.parts`) by one product ``stack (G, rows·M, K) @ cols (G, K, extent)``, row block i read
+    ``i·shift`` further -> ``(G, M, span)`` (into ``out`` when given)."""
+    G, stacked, _ = stack.shape
     M = stacked // rows
     every = scratch(G * stacked * cols.shape[-1], cols.dtype, SLOT_DCOLS).reshape(G, stacked, cols.shape[-1])
     np.matmul(stack, cols, out=every)
