@@ -87,6 +87,15 @@ def bias_grad(dy: np.ndarray) -> np.ndarray:
     return np.einsum("ncs->c", dy.reshape(dy.shape[0], dy.shape[1], math.prod(dy.shape[2:])))
 
 
+def grid_made_nan(dw: np.ndarray | None, x: np.ndarray) -> bool:
+    """Whether dw, computed over a flat grid, may hold a NaN that the grid made: a dropped grid position
+    (dy 0 there) reads a real input, and 0·inf is NaN. Without a NaN in dw (checked first: dw is small)
+    no such product happened; with one, it is the grid's only if x holds a non-finite number (else dy
+    did, and any layout gives that NaN). Checked after the fact: a sum over x for every backward cost
+    0.2-0.33 ms on res-64."""
+    return dw is not None and bool(np.isnan(dw).any()) and not finite(x)
+
+
 def finite(x: np.ndarray) -> bool:
     """Whether every element of x is finite, by one sum (a huge finite x may say False: never wrongly True)."""
     with np.errstate(invalid="ignore", over="ignore"):

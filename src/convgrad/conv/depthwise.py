@@ -26,7 +26,7 @@ import numpy as np
 from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
-from .base import Algorithm, bias_grad, finite, padded, unpadded
+from .base import Algorithm, bias_grad, grid_made_nan, padded, unpadded
 from .gemm import (SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, _flat_strides, input_grad_as_correlation,
                    shared_grad_output)
 
@@ -75,12 +75,19 @@ class Depthwise(Algorithm):
         return y.reshape(g.y_shape)
 
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True):
-        if _flat(g) and not (need_dw and not finite(x)):  # see gemm._backward_layout
-            one = g.out_channels == g.in_channels  # dx is then a depthwise correlation too
-            shared = shared_grad_output(dy, g, _layout(g), g.out_channels, _layout) if need_dx and one and need_dw else None
-            dx = input_grad_as_correlation(dy, w, g, _flat_forward, shared and shared[1]) if need_dx and one else None
-            scattered, dw = _flat_backward(dy, x, w, g, need_dx and not one, need_dw, shared and shared[0])
-            return (dx if one else scattered), dw, (bias_grad(dy) if need_db else None)
+        db = bias_grad(dy) if need_db else None
+        if not _flat(g):
+            return self._strided_backward(dy, x, w, g, need_dx, need_dw) + (db,)
+        one = g.out_channels == g.in_channels  # dx is then a depthwise correlation too
+        shared = shared_grad_output(dy, g, _layout(g), g.out_channels, _layout) if need_dx and one and need_dw else None
+        dx = input_grad_as_correlation(dy, w, g, _flat_forward, shared and shared[1]) if need_dx and one else None
+        scattered, dw = _flat_backward(dy, x, w, g, need_dx and not one, need_dw, shared and shared[0])
+        if grid_made_nan(dw, x):  # then dW again without the grid
+            dw = self._strided_backward(dy, x, w, g, False, True)[1]
+        return (dx if one else scattered), dw, db
+
+    def _strided_backward(self, dy, x, w, g, need_dx: bool, need_dw: bool) -> tuple:
+        """(dx, dw) by strided windows of a few images at a time (any stride, nothing dropped)."""
         m, views = g.out_channels // g.in_channels, self._views(g)
         dY = dy.reshape((g.batch, g.in_channels, m) + g.out_size)
         W = w.reshape((g.in_channels, m) + g.kernel)
@@ -104,7 +111,7 @@ class Depthwise(Algorithm):
 
         over_channels(job, g.in_channels, dY.size)
         dx = unpadded(dxp, g) if need_dx else None
-        return dx, (dW.reshape(w.shape) if need_dw else None), (bias_grad(dy) if need_db else None)
+        return dx, (dW.reshape(w.shape) if need_dw else None)
 
 
 def _flat(g) -> bool:
@@ -202,9 +209,11 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool, grads: np.ndarray 
             for j in range(m):
                 grad = grads3[channels, j, piece]
                 if need_dw:  # every offset's dot product, channel by channel, in one call: grad and the rows stay
-                    # in cache (dw-3x3's dW 4.4-4.7 -> 3.8-3.9 ms against one einsum per offset over the block)
-                    dW[channels, j] += np.vecdot(grad.reshape(grad.shape[:1] + (1,) * g.nd + grad.shape[1:]),
-                                                 taps).reshape(grad.shape[0], -1)
+                    # in cache (dw-3x3's dW 4.4-4.7 -> 3.8-3.9 ms against one einsum per offset over the block);
+                    # a NaN the grid makes (0·inf) is expected, and handled by the caller (grid_made_nan)
+                    with np.errstate(invalid="ignore"):
+                        dW[channels, j] += np.vecdot(grad.reshape(grad.shape[:1] + (1,) * g.nd + grad.shape[1:]),
+                                                     taps).reshape(grad.shape[0], -1)
                 for k, start in enumerate(starts if need_dx else ()):
                     shifted = slice(piece.start + start, piece.stop + start)
                     _multiply_add(dxc[channels, shifted], grad, weights[channels, j, k, None], term)

@@ -46,7 +46,7 @@ from .._padding import pad
 from .._parallel import over_channels
 from .._windows import kernel_offsets
 from .._workspace import scratch
-from .base import Algorithm, bias_grad, dilate, finite, grouped, unpadded
+from .base import Algorithm, bias_grad, dilate, grid_made_nan, grouped, unpadded
 
 CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
 TRANSPOSE_TILE = 8192  # elements per tile of a transpose done as a 2-D one (32 KiB of float32, in cache both ways)
@@ -672,16 +672,6 @@ def _row_layout(g, need_dx: bool = True) -> Layout:
     return Layout(innermost=short and g.batch > 1 and need_dx, nd=g.nd)
 
 
-def _backward_layout(x: np.ndarray, g, need_dw: bool, need_dx: bool = True) -> tuple[Layout, bool]:
-    """(:func:`choose_layout`'s layout, True), except that dW of a non-finite input does not go flat:
-    (another layout, False). The flat grid's dropped positions read real inputs, and 0 (their dy)
-    times an inf there would make a finite entry of dW NaN."""
-    layout = choose_layout(g, need_dx)
-    if need_dw and isinstance(layout, Flat) and not finite(x):
-        return _row_layout(g, need_dx), False
-    return layout, True
-
-
 def owned(a: np.ndarray) -> np.ndarray:
     """``a`` if it owns its memory, else a C-ordered copy: a scratch buffer must never reach the caller."""
     return a if a.base is None else a.copy()
@@ -905,10 +895,11 @@ def _saved_columns(saved: dict | None, g, layout: Layout):
 def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = None, chosen=None):
     """(dx by col2im or None, dw or None): the backward's matrix products over the im2col matrix.
 
-    ``chosen``: (:func:`_backward_layout`'s answer, dy's arrangement in that layout or None), when
-    the caller has them."""
-    (layout, usual), dyc = chosen or (_backward_layout(x, g, need_dw, need_dx), None)
-    kept = _saved_columns(saved, g, layout) if need_dw and usual else None
+    ``chosen``: (:func:`choose_layout`'s answer, dy's arrangement in that layout or None), when the
+    caller has them. A flat layout's dW whose grid made a NaN (:func:`grid_made_nan`) is computed again
+    in the row layout."""
+    layout, dyc = chosen or (choose_layout(g, need_dx), None)
+    kept = _saved_columns(saved, g, layout) if need_dw else None
     tiles = _whole_batch(layout, g) if kept is not None else None
     if tiles is None:
         kept, tiles = None, layout.tiles(g, int(need_dx) + int(need_dw))
@@ -936,7 +927,10 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
                     part += np.matmul(W_row.swapaxes(-1, -2), dY)
             layout.col2im(dcols, layout.tile_input(dxc, t), g, t)
     dx = layout.input_gradient(dxc, g) if need_dx else None
-    return dx, (_weight_from_rows(dW[:, :, : W.shape[2]], g, w.shape) if need_dw else None)
+    dw = _weight_from_rows(dW[:, :, : W.shape[2]], g, w.shape) if need_dw else None
+    if isinstance(layout, Flat) and grid_made_nan(dw, x):
+        dw = products(dy, x, w, g, False, True, chosen=(_row_layout(g, need_dx), None))[1]
+    return dx, dw
 
 
 class Gemm(Algorithm):
@@ -949,8 +943,8 @@ class Gemm(Algorithm):
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None):
         """dy ``(N, C_out, *O)`` -> dx like x, dw like w, db ``(C_out,)``."""
         correlate = need_dx and correlate_input_grad(g)
-        layout = _backward_layout(x, g, need_dw, need_dx)
-        shared = shared_grad_output(dy, g, layout[0], g.groups * product_rows(g)) if correlate and need_dw else None
+        layout = choose_layout(g, need_dx)
+        shared = shared_grad_output(dy, g, layout, g.groups * product_rows(g)) if correlate and need_dw else None
         dx = input_grad_as_correlation(dy, w, g, arranged=shared and shared[1]) if correlate else None
         dw = None
         if need_dw or (need_dx and not correlate):
