@@ -376,6 +376,23 @@ def test_row_layouts_with_one_output_row_per_tile_match_torch(name, layout):
     check_forced(VIRTUAL_PADDING[name], layout, len(name), False, CHUNK_BYTES=1)
 
 
+def test_a_short_last_band_of_rows_joins_the_tile_before_it(monkeypatch):
+    """Images innermost tiles bands of output rows; a band grows by up to half (SPLIT_SLACK) rather than
+    leave a short last tile, never past the workspace limit, and not when a limit is given as a bound."""
+    g = _geometry((64, 6, 12, 12), (16, 6, 5, 5))  # 8 output rows
+    layout, row = gemm.Layout(innermost=True, nd=2), 2 * 6 * 25 * 8 * 4 * 64  # bytes per row, two buffers
+
+    def bands(limit=None):
+        return [(t.rows.start, t.rows.stop) for t in layout.tiles(g, 2, limit)]
+
+    monkeypatch.setattr(gemm, "CHUNK_BYTES", 6 * row)
+    assert bands() == [(0, 8)] and bands(6 * row) == [(0, 6), (6, 8)]
+    with cg.workspace_limit(7 * row):
+        assert bands() == [(0, 6), (6, 8)]
+    monkeypatch.setattr(gemm, "CHUNK_BYTES", 5 * row)
+    assert bands() == [(0, 5), (5, 8)]
+
+
 FLAT_COL2IM = {
     "2-D": Case((2, 3, 9, 8), (4, 3, 3, 2), True, dict(padding=1)),
     "2-D dilated, grouped, (lo, hi)": Case((2, 4, 11, 9), (6, 2, 3, 3), True,
