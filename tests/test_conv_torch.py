@@ -281,6 +281,21 @@ def test_one_arrangement_of_dy_serves_dw_and_the_correlation(name, flat):
         check_against_torch(case, "gemm", seed=len(name))
 
 
+@pytest.mark.parametrize("options", [dict(padding=1), dict(padding=((2, 0), (1, 1)), dilation=(1, 2))])
+def test_images_innermost_shares_its_arrangement_of_dy(options):
+    """Images innermost, stride 1, dx by correlation: dW's dY is the correlation's input as that layout
+    stores it (zero padding virtual), one buffer (checked to be shared, then against PyTorch)."""
+    case = Case((4, 3, 7, 6), (5, 3, 3, 2), True, options)
+    case.b_size = 5
+    g = _geometry(case.x_shape, case.w_shape, **options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gemm, "choose_layout", GEMM_LAYOUTS["images innermost"])
+        patch.setattr(gemm, "correlate_input_grad", lambda g: True)
+        shared = gemm.shared_grad_output(np.ones(g.y_shape), g, GEMM_LAYOUTS["images innermost"](g), 8)
+        assert shared is not None and np.shares_memory(*shared)
+        check_against_torch(case, "gemm", seed=7)
+
+
 def test_depthwise_shares_its_arrangement_of_dy_too():
     """Depthwise, one filter per channel, 'same': dW's grid of dy and dx's correlation share one copy."""
     case = Case((2, 3, 12, 12), (3, 1, 3, 3), True, dict(groups=3, padding=1))

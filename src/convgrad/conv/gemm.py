@@ -758,12 +758,17 @@ def shared_grad_output(dy: np.ndarray, g, layout: Layout, rows: int, correlating
     correlation (stride 1) reads dy arranged in its own flat layout, data at offset lo' of each dim
     of its period. When both grids agree (a "same" convolution), that arrangement is dY shifted by
     ``front' + Σ lead'ᵢ·Sᵢ`` positions: one copy of dy serves both (scratch of ``rows`` ≥ C_out rows,
-    zero past C_out). ``correlating(geometry)``: the layout the correlation runs in (default :func:`choose_layout`).
+    zero past C_out). With images innermost in both, dY ``(rows, *O, N)`` is the correlation's input as
+    that layout stores it (its zero padding virtual): the same buffer (res-128: one transpose of dy,
+    0.24 ms, less). ``correlating(geometry)``: the layout the correlation runs in (default :func:`choose_layout`).
     """
-    if not isinstance(layout, Flat):
-        return None
     inner, _ = _correlation_geometry(g, dy.shape)
     other = (correlating or choose_layout)(inner)
+    if not isinstance(layout, Flat):
+        if not (layout.innermost and type(other) is Layout and other.innermost and dy.shape[2:] == inner.in_size):
+            return None
+        dyc = layout.grad_output(dy, g, rows)
+        return dyc, dyc[: g.out_channels]
     if not isinstance(other, Flat) or other.masked != layout.masked or other.grid(inner).period != layout.grid(g).period:
         return None
     theirs, P = other.grid(inner), layout.grid(g).size
