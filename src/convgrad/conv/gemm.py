@@ -12,8 +12,13 @@ per-pixel Python). The rows of one group are contiguous, so per group and chunk 
 large matrix product:
 
     y_g   = W_g (C_out/G, C_in/G·K)  @ cols_g  (C_in/G·K, columns)
-    dW_g += dy_g (C_out/G, columns)  @ cols_gᵀ (columns, C_in/G·K)
+    dW_gᵀ += cols_g (C_in/G·K, columns) @ dy_gᵀ (columns, C_out/G)
     dcols_g = W_gᵀ (C_in/G·K, C_out/G) @ dy_g (C_out/G, columns),  then col2im: dxc[offset slices] += dcols
+
+dW is computed transposed: OpenBLAS runs ``cols @ dyᵀ`` faster than ``dy @ colsᵀ``, the same product
+(measured, ms per tile: (16, n=16384) x (144, n) 1.43 -> 0.65, (64, 4096) x (576, 4096) 2.14 -> 1.78,
+(128, 2048) x (1152, 2048) 3.60 -> 3.27; forward + backward: cifar-16 18.0 -> 14.1, conv3d 84 -> 69,
+lenet-c2 1.70 -> 1.53, down-s2 30.6 -> 27.9, medians of five alternating blocks in one process).
 
 The layout is chosen for long copies (:func:`choose_layout`): each kernel offset copies runs of one
 output row (images inside), of one output row times the batch (images innermost, which wins for
@@ -917,7 +922,7 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
     dyc = layout.grad_output(dy, g, g.groups * M) if dyc is None else dyc
     xc = layout.arranged(x, g) if need_dw and kept is None else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
-    dW = np.zeros(W.shape[:2] + (M, W.shape[3]), dtype=g.dtype) if need_dw else None
+    dW = np.zeros(W.shape[:2] + (W.shape[3], M), dtype=g.dtype) if need_dw else None  # transposed (see above)
     for t in tiles:
         padded = _as_matrix(layout.tile_output(dyc, t), g.groups, t.columns)  # (G, M, columns)
         dY = padded[:, : W.shape[2]]  # (G, C_out/G, columns)
@@ -925,7 +930,7 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
             cols = kept if kept is not None else layout.im2col(layout.tile_input(xc, t), g, t)
             with np.errstate(invalid="ignore"):  # a zero row of dY times an inf of x: NaN in a row dropped
                 for dW_row, part in zip(dW, layout.parts(cols, g, t)):
-                    dW_row += np.matmul(padded, part.swapaxes(-1, -2))
+                    dW_row += np.matmul(part, padded.swapaxes(-1, -2))
         if need_dx:
             dcols = layout.dcols_buffer(g, t)
             parts = layout.parts(dcols, g, t)
@@ -937,7 +942,7 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
                     part += np.matmul(W_row.swapaxes(-1, -2), dY)
             layout.col2im(dcols, layout.tile_input(dxc, t), g, t)
     dx = layout.input_gradient(dxc, g) if need_dx else None
-    dw = _weight_from_rows(dW[:, :, : W.shape[2]], g, w.shape) if need_dw else None
+    dw = _weight_from_rows(dW[..., : W.shape[2]].swapaxes(-1, -2), g, w.shape) if need_dw else None
     if isinstance(layout, Flat) and grid_made_nan(dw, x):
         dw = products(dy, x, w, g, False, True, chosen=(_row_layout(g, need_dx), None))[1]
     return dx, dw

@@ -1,8 +1,8 @@
 """``algorithm="pointwise"``: a 1×1 convolution (stride 1, no padding, one group) is a matrix product.
 
 With x viewed as ``(N, C_in, P)`` (no copy): ``y[n] = W (C_out, C_in) @ x[n]``, ``dx[n] = Wᵀ @ dy[n]``,
-``dW = Σ_n dy[n] @ x[n]ᵀ`` (one product of channel-major copies). Each is a single matrix product
-over the whole batch.
+``dW = Σ_n dy[n] @ x[n]ᵀ`` (one product of channel-major copies, computed transposed as in
+``gemm``: pw-1x1's 1.03 -> 0.86 ms). Each is a single matrix product over the whole batch.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Pointwise(Algorithm):
         if need_dw:  # one product over channel-major copies (faster here than einsum's own rearranging)
             rows = np.ascontiguousarray(dy3.swapaxes(0, 1)).reshape(g.out_channels, -1)
             cols = np.ascontiguousarray(x.reshape(g.batch, g.in_channels, P).swapaxes(0, 1)).reshape(g.in_channels, -1)
-            dw = (rows @ cols.T).reshape(w.shape)
+            dw = np.ascontiguousarray((cols @ rows.T).T).reshape(w.shape)
         return dx, dw, (bias_grad(dy) if need_db else None)
 
 
