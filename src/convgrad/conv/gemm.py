@@ -805,7 +805,8 @@ def product_rows(g) -> int:
     """Output channels per group the products compute: C_out/G, or with one group and 2 ≤ C_out < 24
     the next multiple of 8, the extra filters zero. OpenBLAS runs an (8, K) @ (K, n) product 2x faster than a
     (6, K) @ (K, n) one, and (16, ·) 1.4x faster than (13, ·) (measured for K from 9 to 576; one row
-    is a fast matrix-vector product); the same holds for dW's ``dY @ colsᵀ``."""
+    is a fast matrix-vector product). dW's ``cols @ dYᵀ`` gains less: 16 columns against 13, 0.21 -> 0.16 ms
+    for K = 150 and 0.77 -> 0.68 for K = 144 (n = 4096, 16384); 8 against 6 only for K = 25."""
     if g.groups == 1 and 2 <= g.out_channels < 24 and g.dtype != object:
         return -(-g.out_channels // 8) * 8
     return g.out_channels // g.groups
