@@ -422,3 +422,47 @@ def test_flat_layout_input_gradient_by_col2im_matches_torch(name, flat):
     """The flat layout's dx through col2im: one product per kernel row into overlapping views of the
     im2col gradient, then one run per offset of the last dims (auto would often correlate instead)."""
     check_forced(FLAT_COL2IM[name], flat, len(name), False)
+
+
+PIECES = {
+    "a first layer (one channel, 5x5), training": (Case((16, 1, 28, 28), (6, 1, 5, 5), True, dict()), None),
+    "groups, stride 2, a smaller piece limit": (Case((4, 4, 48, 48), (4, 2, 3, 3), True, dict(stride=2, groups=2)), 36 * 1100),
+}
+
+
+@pytest.mark.parametrize("name", PIECES)
+def test_dw_of_few_filters_summed_over_pieces_matches_torch(name, monkeypatch):
+    """dW of a small output over a long reduction is a sum of products over pieces of the columns (see
+    gemm._accumulate_product), against PyTorch; the test checks that the columns were really cut."""
+    case, limit = PIECES[name]
+    case.b_size = case.w_shape[0]
+    if limit is not None:
+        monkeypatch.setattr(gemm, "SMALL_PRODUCT", limit)
+    cut = []
+    original = gemm._accumulate_product
+
+    def spy(out, a, b):
+        cut.append(a.shape[-1] > gemm.SMALL_PRODUCT // (a.shape[-2] * b.shape[-1]) >= gemm.MIN_PIECE)
+        original(out, a, b)
+
+    monkeypatch.setattr(gemm, "_accumulate_product", spy)
+    check_against_torch(case, "gemm", seed=len(name))
+    assert cut and all(cut)
+
+
+def test_accumulate_product_pieces_cover_the_reduction(monkeypatch):
+    """out += a @ b over pieces of 1100 of a 3001-long reduction (the last one shorter), two groups; and
+    in one product where the pieces would be shorter than MIN_PIECE; against float64 einsum."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 5, 3001)), rng.normal(size=(2, 3001, 4))
+    start = rng.normal(size=(2, 5, 4))
+    expected = start + np.einsum("gml,gln->gmn", a, b)
+    for limit in (20 * 1100, 20 * 1000):
+        monkeypatch.setattr(gemm, "SMALL_PRODUCT", limit)
+        calls = []
+        monkeypatch.setattr(gemm.np, "matmul", lambda x, y, _m=np.matmul: calls.append(x.shape[-1]) or _m(x, y))
+        out = start.copy()
+        gemm._accumulate_product(out, a, b)
+        monkeypatch.undo()
+        assert rel_error(out, expected) < 1e-12
+        assert calls == ([1100, 1100, 801] if limit == 20 * 1100 else [3001])
