@@ -90,6 +90,7 @@ def test_empty_batch(algorithm, nd):
 
 
 GEMM_LAYOUTS = {  # gemm.choose_layout(g, need_dx) forced, whatever the backward wants
+    "images inside, phased": lambda g, need_dx=True: gemm.Phased(innermost=False, nd=g.nd),
     "images inside": lambda g, need_dx=True: gemm.Layout(innermost=False, nd=g.nd),
     "images innermost": lambda g, need_dx=True: gemm.Layout(innermost=True, nd=g.nd),
     "flat": lambda g, need_dx=True: (gemm.Flat(False, g.nd, masked=gemm.maskable(g)) if _flat_applies(g)
@@ -382,7 +383,7 @@ VIRTUAL_PADDING = {
 }
 
 
-@pytest.mark.parametrize("layout", ["images inside", "images innermost"])
+@pytest.mark.parametrize("layout", ["images inside", "images innermost", "images inside, phased"])
 @pytest.mark.parametrize("name", VIRTUAL_PADDING)
 def test_row_layouts_with_one_output_row_per_tile_match_torch(name, layout):
     """The row layouts keep zero padding virtual: each kernel offset copies the part of its window inside
@@ -466,3 +467,52 @@ def test_accumulate_product_pieces_cover_the_reduction(monkeypatch):
         monkeypatch.undo()
         assert rel_error(out, expected) < 1e-12
         assert calls == ([1100, 1100, 801] if limit == 20 * 1100 else [3001])
+
+
+PHASED = {
+    "stride 2, odd lengths, (lo, hi) padding": Case((3, 2, 11, 9), (3, 2, 3, 4), True, dict(stride=2, padding=((2, 1), (0, 3)))),
+    "stride 3 by 2, dilation 2": Case((2, 3, 14, 10), (4, 3, 3, 2), True, dict(stride=(3, 2), dilation=2, padding=1)),
+    "stride larger than the kernel": Case((2, 2, 13, 12), (3, 2, 2, 2), True, dict(stride=4, padding=(1, 2))),
+    "7x7 stride 2, padding 3 (a stem)": Case((2, 3, 20, 22), (4, 3, 7, 7), True, dict(stride=2, padding=3)),
+    "1-D": Case((3, 2, 17), (3, 2, 4), False, dict(stride=3, padding=((2, 1),))),
+    "3-D, stride in one dim": Case((2, 2, 5, 6, 7), (3, 2, 2, 3, 2), True, dict(stride=(1, 2, 1), padding=1)),
+    "reflect": Case((2, 2, 9, 8), (3, 2, 3, 3), True, dict(stride=2, padding=(2, 1), padding_mode="reflect")),
+    "circular": Case((2, 2, 7, 9), (3, 2, 3, 2), True, dict(stride=(2, 3), padding=1, padding_mode="circular")),
+    "replicate, groups": Case((2, 4, 9, 8), (4, 2, 3, 3), True, dict(stride=2, padding=2, padding_mode="replicate", groups=2)),
+}
+
+
+@pytest.mark.parametrize("chunk", ["whole", "one output row per tile"])
+@pytest.mark.parametrize("name", PHASED)
+def test_phased_layout_matches_torch(name, chunk):
+    """The phased layout (images inside, each strided dim stored phase by phase) against PyTorch, dx by
+    col2im into the phases, over odd lengths, padding pairs, dilation, the padding modes and groups."""
+    check_forced(PHASED[name], "images inside, phased", len(name), False, **({"CHUNK_BYTES": 1} if chunk != "whole" else {}))
+
+
+def test_strided_convolutions_with_large_kernels_go_phased():
+    """A stride > 1 with rows copied per image (long output rows, or no dx wanted) takes the phased
+    layout where its windows read each input element PHASE_READS times or more; stride 1, small kernels
+    and short rows with dx do not."""
+    stem = _geometry((8, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3)
+    assert type(gemm.choose_layout(stem)) is gemm.Phased
+    assert gemm.Phased(innermost=False, nd=2).stored(stem) == ((230, 230), ((0, 0), (0, 0)))
+    first = _geometry((8, 3, 12, 12), (4, 3, 5, 5), stride=2)  # 25 >= 6 * 4
+    assert type(gemm.choose_layout(first, need_dx=False)) is gemm.Phased
+    assert gemm.choose_layout(first) == gemm.Layout(innermost=True, nd=2)
+    small = _geometry((8, 3, 99, 99), (4, 3, 3, 3), stride=2)  # 9 < 6 * 4
+    assert gemm.choose_layout(small) == gemm.Layout(innermost=False, nd=2)
+    assert gemm._row_layout(_geometry((8, 3, 99, 99), (4, 3, 3, 3), padding=1), need_dx=False) == gemm.Layout(False, 2)
+
+
+def test_phase_copies_place_every_padded_position_once():
+    """Each position q of a padded dim with stride s lands at (q mod s)·⌈P/s⌉ + q div s, and every
+    position of x is copied exactly once."""
+    padded, n, lo, s = 11, 8, 2, 3  # x at 2..9 of the padded 0..10
+    copies = gemm._phase_copies((s,), (padded,), (n,), (lo,))
+    q, placed = gemm._quotient(padded, s), {}
+    for (stored,), (read,) in copies:
+        for target, r in zip(range(stored.start, stored.stop), range(n)[read]):
+            placed[r] = target
+    assert sorted(placed) == list(range(n))
+    assert all(placed[r] == ((r + lo) % s) * q + (r + lo) // s for r in placed)

@@ -108,15 +108,16 @@ def _count_im2col(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("shape, stride, layout", [
-    ((4, 3, 20, 19), 1, "Flat"), ((4, 3, 12, 11), 2, "Layout-innermost"), ((2, 3, 6, 90), 2, "Layout-inside"),
+@pytest.mark.parametrize("shape, stride, kernel, layout", [
+    ((4, 3, 20, 19), 1, 3, "Flat"), ((4, 3, 12, 11), 2, 3, "Layout-innermost"), ((2, 3, 6, 90), 1, 3, "Layout-inside"),
+    ((2, 3, 9, 90), 2, 5, "Phased-inside"),
 ])
-def test_training_conv_module_reuses_its_forward_columns(monkeypatch, shape, stride, layout):
+def test_training_conv_module_reuses_its_forward_columns(monkeypatch, shape, stride, kernel, layout):
     """A training Conv2d keeps the forward's im2col matrix: its backward builds none, with the same
     gradients as the functional conv_backward (which builds one). Each gemm layout is exercised."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=shape)
-    module = cg.nn.Conv2d(3, 5, 3, stride=stride, padding=1, dtype=np.float64)
+    module = cg.nn.Conv2d(3, 5, kernel, stride=stride, padding=1, dtype=np.float64)
     g = conv_geometry("t", x, module.weight.data, None, stride, 1, 1, 1, "zeros")[0]
     chosen = gemm.choose_layout(g)
     assert type(chosen).__name__ + ("" if isinstance(chosen, gemm.Flat) else
