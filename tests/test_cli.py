@@ -140,3 +140,18 @@ def test_explain_command(tmp_path, capsys):
     assert code == 2 and "too large to read" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "explain", "--input", "4", "--kernel", "two")
     assert code == 2 and "like 2 or 2x1" in err
+
+
+def test_bench_names_the_widest_vector_unit():
+    """The machine line names the CPU's widest vector unit (the kernels both libraries pick depend on it)."""
+    from convgrad.bench import machine, vector_unit
+
+    assert vector_unit({"sse2", "avx", "avx2", "avx512f", "fma"}) == "AVX-512"
+    assert vector_unit({"sse2", "avx", "avx2"}) == "AVX2"
+    assert vector_unit({"neon"}) == ""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":", 1)[1].split()
+    except (OSError, StopIteration):
+        flags = []
+    unit = vector_unit(set(flags))
+    assert (f"({unit})" in machine()) == bool(unit)

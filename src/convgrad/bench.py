@@ -245,13 +245,27 @@ def run_training(name: str, repeats: int, torch=None) -> dict:
 # --- the report ----------------------------------------------------------------------------------
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+    """The CPU with its widest vector unit (oneDNN and OpenBLAS pick their kernels by it, so figures from
+    machines that differ there do not compare), core count, Python and NumPy versions."""
+    cpu, flags = platform.processor() or platform.machine(), ""
     try:
         with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
+            first = handle.read().split("\n\n")[0]  # the first processor's block
+        fields = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+        cpu = fields["model name"]
+        flags = fields.get("flags", "")
+    except (OSError, KeyError):
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+    unit = vector_unit(set(flags.split()))
+    return f"{cpu}{f' ({unit})' if unit else ''}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+
+
+def vector_unit(flags: set) -> str:
+    """The widest x86 vector extension among /proc/cpuinfo's ``flags`` ("" for none known)."""
+    for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX")):
+        if flag in flags:
+            return name
+    return ""
 
 
 def run(cases=None, compare_torch: bool = True, repeats: int = 15, threads: int | None = None,
