@@ -427,7 +427,8 @@ def test_flat_layout_input_gradient_by_col2im_matches_torch(name, flat):
 
 PIECES = {
     "a first layer (one channel, 5x5), training": (Case((16, 1, 28, 28), (6, 1, 5, 5), True, dict()), None),
-    "groups, stride 2, a smaller piece limit": (Case((4, 4, 48, 48), (4, 2, 3, 3), True, dict(stride=2, groups=2)), 36 * 1100),
+    "groups, stride 2, a smaller piece limit": (Case((4, 4, 48, 48), (4, 2, 3, 3), True, dict(stride=2, groups=2)),
+                                                36 * 1100),
 }
 
 
@@ -470,7 +471,8 @@ def test_accumulate_product_pieces_cover_the_reduction(monkeypatch):
 
 
 PHASED = {
-    "stride 2, odd lengths, (lo, hi) padding": Case((3, 2, 11, 9), (3, 2, 3, 4), True, dict(stride=2, padding=((2, 1), (0, 3)))),
+    "stride 2, odd lengths, (lo, hi) padding": Case((3, 2, 11, 9), (3, 2, 3, 4), True,
+                                                    dict(stride=2, padding=((2, 1), (0, 3)))),
     "stride 3 by 2, dilation 2": Case((2, 3, 14, 10), (4, 3, 3, 2), True, dict(stride=(3, 2), dilation=2, padding=1)),
     "stride larger than the kernel": Case((2, 2, 13, 12), (3, 2, 2, 2), True, dict(stride=4, padding=(1, 2))),
     "7x7 stride 2, padding 3 (a stem)": Case((2, 3, 20, 22), (4, 3, 7, 7), True, dict(stride=2, padding=3)),
@@ -478,7 +480,8 @@ PHASED = {
     "3-D, stride in one dim": Case((2, 2, 5, 6, 7), (3, 2, 2, 3, 2), True, dict(stride=(1, 2, 1), padding=1)),
     "reflect": Case((2, 2, 9, 8), (3, 2, 3, 3), True, dict(stride=2, padding=(2, 1), padding_mode="reflect")),
     "circular": Case((2, 2, 7, 9), (3, 2, 3, 2), True, dict(stride=(2, 3), padding=1, padding_mode="circular")),
-    "replicate, groups": Case((2, 4, 9, 8), (4, 2, 3, 3), True, dict(stride=2, padding=2, padding_mode="replicate", groups=2)),
+    "replicate, groups": Case((2, 4, 9, 8), (4, 2, 3, 3), True,
+                              dict(stride=2, padding=2, padding_mode="replicate", groups=2)),
 }
 
 
@@ -487,7 +490,8 @@ PHASED = {
 def test_phased_layout_matches_torch(name, chunk):
     """The phased layout (images inside, each strided dim stored phase by phase) against PyTorch, dx by
     col2im into the phases, over odd lengths, padding pairs, dilation, the padding modes and groups."""
-    check_forced(PHASED[name], "images inside, phased", len(name), False, **({"CHUNK_BYTES": 1} if chunk != "whole" else {}))
+    constants = {"CHUNK_BYTES": 1} if chunk != "whole" else {}
+    check_forced(PHASED[name], "images inside, phased", len(name), False, **constants)
 
 
 def test_strided_convolutions_with_large_kernels_go_phased():
@@ -510,9 +514,9 @@ def test_phase_copies_place_every_padded_position_once():
     position of x is copied exactly once."""
     padded, n, lo, s = 11, 8, 2, 3  # x at 2..9 of the padded 0..10
     copies = gemm._phase_copies((s,), (padded,), (n,), (lo,))
-    q, placed = gemm._quotient(padded, s), {}
+    q, placed = gemm._quotient(padded, s), []
     for (stored,), (read,) in copies:
-        for target, r in zip(range(stored.start, stored.stop), range(n)[read]):
-            placed[r] = target
-    assert sorted(placed) == list(range(n))
-    assert all(placed[r] == ((r + lo) % s) * q + (r + lo) // s for r in placed)
+        assert stored.stop - stored.start == len(range(n)[read])
+        placed += zip(range(n)[read], range(stored.start, stored.stop))
+    assert sorted(r for r, _ in placed) == list(range(n))
+    assert all(target == ((r + lo) % s) * q + (r + lo) // s for r, target in placed)

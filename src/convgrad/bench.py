@@ -251,13 +251,14 @@ def machine() -> str:
     try:
         with open("/proc/cpuinfo") as handle:
             first = handle.read().split("\n\n")[0]  # the first processor's block
-        fields = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
-        cpu = fields["model name"]
-        flags = fields.get("flags", "")
+        pairs = (line.split(":", 1) for line in first.splitlines() if ":" in line)
+        fields = {key.strip(): value.strip() for key, value in pairs}
+        cpu, flags = fields["model name"], fields.get("flags", "")
     except (OSError, KeyError):
         pass
     unit = vector_unit(set(flags.split()))
-    return f"{cpu}{f' ({unit})' if unit else ''}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+    cpu += f" ({unit})" if unit else ""
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
 def vector_unit(flags: set) -> str:

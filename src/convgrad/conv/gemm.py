@@ -60,7 +60,7 @@ SPLIT_SLACK = 1.5  # a band of output rows grows by up to half rather than leave
 KEEP_BYTES = 16 * 2**20  # a training module keeps an im2col matrix up to this size (one tile) for its backward
 FLAT_WASTE = 1.1  # the flat layout computes at most this many grid positions per output (measured: res-128, 9·8/8² = 1.125, flat 16.6 ms against 14.8 images innermost)
 SPLIT_ROWS = 64  # a 1-D kernel is cut into rows only while each product keeps this many rows
-PHASE_READS = 6  # a strided convolution is phased when its windows copy each input element this many times (Phased.suits)
+PHASE_READS = 6  # a strided convolution is phased when its windows read each input element this often (Phased.suits)
 SHORT_ROW = 40  # output rows shorter than this are copied with the images innermost (unless flat)
 SLOT_INPUT, SLOT_GRAD_OUTPUT, SLOT_COLS, SLOT_DCOLS, SLOT_DINPUT, SLOT_OUTPUT, SLOT_STAGE, SLOT_TILE = range(8)
 ALIASED_STRIDE = 512  # bytes: a transpose gathering along a multiple of this stride goes through a staged tile
@@ -286,12 +286,12 @@ class Phased(Layout):
     with stride s at ``(q mod s)·Q + q div s`` (Q = ⌈padded length / s⌉). Kernel offset κ then reads,
     for consecutive outputs, consecutive elements ``(κd mod s)·Q + κd div s + o`` instead of every s-th:
     im2col and col2im copy runs of a whole output row (stem-7x7, stride 2: im2col 6.7 -> 4.3 ms with the
-    phase split, col2im 17.8 -> 10.3). The split is one pass over x in :meth:`arranged`; dx comes back
-    from the phases in one pass too (:meth:`input_gradient`)."""
+    phase split, col2im 17.8 -> 10.3). :meth:`arranged` copies each element of x once, by one strided
+    copy per combination of phases; dx comes back from the phases the same way (:meth:`input_gradient`)."""
 
     @staticmethod
     def suits(g) -> bool:
-        """A stride > 1 whose windows copy each input element ``PHASE_READS`` times or more (K ≥
+        """A stride > 1 whose windows read each input element ``PHASE_READS`` times or more (K ≥
         PHASE_READS · Π stride): the split, a pass of strided reads over x, then pays. Measured, forward
         + backward, inside against phased (ms, medians of six alternating blocks): stem-7x7 (with dx) 78.1
         -> 69.3; first layers (no dx) 11x11/4 on (8, 3, 227, 227) 21.0 -> 20.1, 7x7/2 on (8, 16, 64, 64)
@@ -1005,7 +1005,7 @@ def _stacked_product(stack: np.ndarray, rows: int, cols: np.ndarray, shift: int,
     return product
 
 
-SMALL_PRODUCT = 10**6  # m·n·k up to which OpenBLAS's AVX-512 builds run a product by their small-matrix kernel, unpacked
+SMALL_PRODUCT = 10**6  # m·n·k up to which OpenBLAS's AVX-512 builds use their small-matrix kernel (no packing)
 MIN_PIECE = 1024  # the reduction is cut into pieces no shorter than this
 
 
