@@ -19,15 +19,6 @@ import numpy as np
 from .._args import as_array, float_dtypes, shape_str
 
 
-def _channel_shape(x: np.ndarray) -> tuple[int, ...]:
-    """``(1, C, 1, ...)``: a per-channel vector broadcast against x."""
-    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
-
-
-def _axes(x: np.ndarray) -> tuple[int, ...]:
-    return (0,) + tuple(range(2, x.ndim))
-
-
 def _check(fn, x, named):
     x = as_array(fn, "x", x)
     if x.ndim < 2:
@@ -42,14 +33,38 @@ def _check(fn, x, named):
     return x, arrays
 
 
-def _statistics(x, running_mean, running_var, training, eps):
-    """(mean, 1/sqrt(var + eps), biased var) per channel: the batch's in training, else the running ones."""
-    if training:
-        mean = x.mean(axis=_axes(x))
-        var = x.var(axis=_axes(x))
-    else:
-        mean, var = running_mean.astype(x.dtype, copy=False), running_var.astype(x.dtype, copy=False)
-    return mean, 1.0 / np.sqrt(var + eps), var
+def _per_channel(x: np.ndarray) -> np.ndarray:
+    """x ``(N, C, *spatial)`` as ``(N, C, S)`` (a view where x allows one), S = prod(spatial) (1 for ``(N, C)``)."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _rows(v: np.ndarray, x3: np.ndarray) -> np.ndarray:
+    """A per-channel vector ``v (C,)`` as ``(C, S)`` rows to broadcast against x3 ``(N, C, S)``: NumPy then
+    runs one loop over C·S contiguous elements per image instead of one per (image, channel) (a
+    (64, 64, 256) multiply 227 -> 137 µs)."""
+    return np.repeat(v.astype(x3.dtype, copy=False), x3.shape[2]).reshape(x3.shape[1:])
+
+
+def _statistics(x3, running_mean, running_var, training, eps):
+    """(mean, 1/sqrt(var + eps), biased var, c, δ) per channel of x3 ``(N, C, S)``, where ``c − δ = x3 −
+    mean``: the batch's statistics in training, else the running ones (δ = 0).
+
+    Training takes the mean, then the sums of the centred values c = x3 − mean₀ and of their squares:
+    δ = Σc/m corrects the mean and the variance (``var = Σc²/m − δ²``) for the rounding of the first
+    pass, so that a channel whose mean is large against its spread keeps float32 accuracy (the
+    "corrected two-pass" algorithm; δ is folded into the callers' per-channel constants rather than
+    subtracted from c). The sums are einsums over the contiguous last axis: NumPy's ``mean``/``var``
+    over axes (0, 2, 3) took 3-5 times longer (batch_norm forward (64, 64, 16, 16) 2.0 -> 0.7 ms,
+    backward 3.4 -> 1.35, with per-channel constants broadcast as rows: :func:`_rows`)."""
+    if not training:
+        mean, var = running_mean.astype(x3.dtype, copy=False), running_var.astype(x3.dtype, copy=False)
+        return mean, 1.0 / np.sqrt(var + eps), var, x3 - _rows(mean, x3), np.zeros_like(mean)
+    m = x3.shape[0] * x3.shape[2]
+    mean = np.einsum("ncs->c", x3) / m
+    centred = x3 - _rows(mean, x3)
+    shift = np.einsum("ncs->c", centred) / m
+    var = np.maximum(np.einsum("ncs,ncs->c", centred, centred) / m - shift * shift, 0)
+    return mean + shift, 1.0 / np.sqrt(var + eps), var, centred, shift
 
 
 def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
@@ -71,19 +86,18 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     x = x.astype(compute, copy=False)
     if training and x.size // max(x.shape[1], 1) <= 1:
         raise ValueError(f"{fn}: expected more than 1 value per channel when training, got x of shape {shape_str(x.shape)}")
-    mean, inv_std, var = _statistics(x, a["running_mean"], a["running_var"], training, eps)
+    mean, inv_std, var, y, shift = _statistics(_per_channel(x), a["running_mean"], a["running_var"], training, eps)
     if training and running_mean is not None:
         m = x.size // x.shape[1]
         running_mean *= 1 - momentum
         running_mean += momentum * mean
         running_var *= 1 - momentum
         running_var += momentum * var * (m / max(m - 1, 1))
-    y = (x - mean.reshape(_channel_shape(x))) * inv_std.reshape(_channel_shape(x))
-    if a["weight"] is not None:
-        y *= a["weight"].astype(compute, copy=False).reshape(_channel_shape(x))
-    if a["bias"] is not None:
-        y += a["bias"].astype(compute, copy=False).reshape(_channel_shape(x))
-    return y.astype(result, copy=False)
+    scale = inv_std if a["weight"] is None else inv_std * a["weight"].astype(compute, copy=False)
+    y *= _rows(scale, y)  # y: x − mean + δ, a new array
+    offset = -shift * scale if a["bias"] is None else a["bias"].astype(compute, copy=False) - shift * scale
+    y += _rows(offset, y)
+    return y.reshape(x.shape).astype(result, copy=False)
 
 
 def batch_norm_backward(dy, x, weight=None, running_mean=None, running_var=None, training=True, eps=1e-5):
@@ -98,15 +112,18 @@ def batch_norm_backward(dy, x, weight=None, running_mean=None, running_var=None,
         raise ValueError(f"{fn}: expected dy of the shape of x {shape_str(x.shape)}, got dy of shape {shape_str(dy.shape)}")
     compute, result = float_dtypes(dy, x, a["weight"])
     x, dy = x.astype(compute, copy=False), dy.astype(compute, copy=False)
-    mean, inv_std, _ = _statistics(x, a["running_mean"], a["running_var"], training, eps)
-    shape, axes = _channel_shape(x), _axes(x)
-    x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
-    gamma = np.ones(x.shape[1], compute) if a["weight"] is None else a["weight"].astype(compute, copy=False)
-    sum_dy, sum_dy_xhat = dy.sum(axis=axes), (dy * x_hat).sum(axis=axes)
-    if training:
+    _, inv_std, _, centred, shift = _statistics(_per_channel(x), a["running_mean"], a["running_var"], training, eps)
+    dy3 = _per_channel(dy)
+    scale = inv_std if a["weight"] is None else inv_std * a["weight"].astype(compute, copy=False)  # γ/σ
+    sum_dy = np.einsum("ncs->c", dy3)
+    sum_dy_xhat = (np.einsum("ncs,ncs->c", dy3, centred) - shift * sum_dy) * inv_std  # x̂ = (c − δ)/σ
+    dx = dy3 * _rows(scale, dy3)
+    if training:  # γ/σ · (dy − Σdy/m − x̂ · Σdy·x̂/m) = γ/σ·dy − c·k + (δ·k − γ/σ · Σdy/m)
         m = x.size // x.shape[1]
-        dx = (gamma * inv_std / m).reshape(shape) * (m * dy - sum_dy.reshape(shape) - x_hat * sum_dy_xhat.reshape(shape))
-    else:
-        dx = dy * (gamma * inv_std).reshape(shape)
+        k = scale * inv_std * sum_dy_xhat / m
+        centred *= _rows(k, centred)
+        dx -= centred
+        dx += _rows(shift * k - scale * sum_dy / m, dx)
     affine = a["weight"] is not None
-    return dx.astype(result, copy=False), *(v.astype(result, copy=False) if affine else None for v in (sum_dy_xhat, sum_dy))
+    dx = dx.reshape(x.shape).astype(result, copy=False)
+    return dx, *(v.astype(result, copy=False) if affine else None for v in (sum_dy_xhat, sum_dy))
