@@ -133,7 +133,8 @@ def test_every_gemm_layout_matches_torch(layout, data, seed):
 
 
 def test_flat_layout_is_chosen_for_short_stride_one_rows():
-    """The suite's stride-1 shapes with short rows go flat; strided ones and wasteful grids do not."""
+    """The suite's stride-1 shapes with short rows go flat; strided ones and wasteful grids do not (a
+    grid of 1.125 positions per output only with few channels)."""
     def layout(x, w, **options):
         return type(gemm.choose_layout(_geometry(x, w, **options))).__name__
 
@@ -144,6 +145,21 @@ def test_flat_layout_is_chosen_for_short_stride_one_rows():
     assert layout((64, 1, 28, 28), (6, 1, 5, 5)) == "Layout"  # 28²/24²
     assert layout((64, 6, 12, 12), (16, 6, 5, 5)) == "Layout"  # 144 grid positions for 64 outputs
     assert layout((32, 128, 8, 8), (128, 128, 3, 3), padding=1) == "Layout"  # 9·8/8², rows of 8
+    # ... which 8 to 32 input channels per group accept (their copies weigh more), 1 to 4 or 64 do not
+    assert layout((32, 32, 8, 8), (32, 32, 3, 3), padding=1) == "Flat"
+    assert layout((32, 8, 8, 8), (16, 8, 3, 3), padding=1) == "Flat"
+    assert layout((32, 4, 8, 8), (16, 4, 3, 3), padding=1) == "Layout"
+    assert layout((32, 64, 8, 8), (64, 64, 3, 3), padding=1) == "Layout"
+    assert layout((32, 32, 4, 4), (64, 32, 3, 3), padding=1) == "Layout"  # 5·4/4² = 1.25
+
+
+def test_a_few_channel_flat_grid_of_9_by_8_matches_torch():
+    """auto on 8×8 images, padding 1, 16 input channels: the flat layout at 1.125 grid positions per
+    output, against PyTorch."""
+    case = Case((3, 16, 8, 8), (5, 16, 3, 3), True, dict(padding=1))
+    case.b_size = 5
+    assert type(gemm.choose_layout(_geometry(case.x_shape, case.w_shape, padding=1))) is gemm.Flat
+    check_against_torch(case, "auto", seed=7)
 
 
 @pytest.mark.parametrize("run", [5, 64, 1 << 18])
