@@ -138,6 +138,25 @@ def test_batch_norm_of_a_strided_view_matches_a_copy(rng):
     assert all(rel_error(g, v) < 1e-14 for g, v in zip(got, want))  # the same up to the order of the sums
 
 
+def test_batch_norm_constants_as_rows_or_columns_agree(rng, monkeypatch):
+    """Per-channel constants broadcast as (C, S) rows (small planes) or as (C, 1) (past ROW_ELEMENTS):
+    the same element-wise arithmetic, bit for bit, training and evaluation."""
+    from convgrad.ops import norm
+
+    x, dy = rng.normal(size=(4, 3, 5, 6)) * 2 + 1, rng.normal(size=(4, 3, 5, 6))
+    w, b, rm, rv = rng.normal(size=3), rng.normal(size=3), rng.normal(size=3), rng.uniform(0.5, 2, size=3)
+    for training in (True, False):
+        def run():
+            y = ops.batch_norm(x, w, b, rm.copy(), rv.copy(), training=training)
+            return (y,) + tuple(ops.batch_norm_backward(dy, x, w, rm, rv, training=training))
+
+        rows = run()
+        monkeypatch.setattr(norm, "ROW_ELEMENTS", 1)
+        columns = run()
+        monkeypatch.undo()
+        assert all(np.array_equal(r, c) for r, c in zip(rows, columns))
+
+
 def test_batch_norm_gradient_numerically(rng):
     x, w, b, dy = rng.normal(size=(3, 2, 4)), rng.normal(size=2), rng.normal(size=2), rng.normal(size=(3, 2, 4))
     dx, dw, db = ops.batch_norm_backward(dy, x, w)

@@ -38,11 +38,19 @@ def _per_channel(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
+ROW_ELEMENTS = 1 << 20  # per-channel constants are expanded to (C, S) rows up to this size (_rows)
+
+
 def _rows(v: np.ndarray, x3: np.ndarray) -> np.ndarray:
-    """A per-channel vector ``v (C,)`` as ``(C, S)`` rows to broadcast against x3 ``(N, C, S)``: NumPy then
-    runs one loop over C·S contiguous elements per image instead of one per (image, channel) (a
-    (64, 64, 256) multiply 227 -> 137 µs)."""
-    return np.repeat(v.astype(x3.dtype, copy=False), x3.shape[2]).reshape(x3.shape[1:])
+    """A per-channel vector ``v (C,)`` to broadcast against x3 ``(N, C, S)``: expanded to ``(C, S)``
+    rows, so that NumPy runs one loop over C·S contiguous elements per image instead of one per
+    (image, channel), while C·S ≤ ``ROW_ELEMENTS`` (a bounded copy; beyond it ``(C, 1)``). Measured,
+    forward and backward, µs, rows against (C, 1): (64, 64, 16, 16) 677 and 1234 against 938 and 1562;
+    (32, 16, 32, 32) 366 and 639 against 459 and 760; (8, 32, 64, 64) 714 and 1422 against 917 and 1648."""
+    v = v.astype(x3.dtype, copy=False)
+    if x3.shape[1] * x3.shape[2] > ROW_ELEMENTS:
+        return v[:, None]
+    return np.repeat(v, x3.shape[2]).reshape(x3.shape[1:])
 
 
 def _statistics(x3, running_mean, running_var, training, eps):
