@@ -14,6 +14,7 @@ from .._args import int_tuple, is_int
 from .._random import generator
 from ..conv import conv_transpose
 from ..conv.api import _conv, backward_pass, transpose_backward_pass
+from ..ops import norm
 from .module import Module, Parameter, as_dtype
 
 
@@ -344,13 +345,15 @@ class _BatchNorm(Module):
             if momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked)
         stats = self._running() if self.track_running_stats else (None, None)
-        return ops.batch_norm(x, *self._affine(), *stats, training=self._uses_batch_statistics(),
-                              momentum=momentum if momentum is not None else 0.0, eps=self.eps)
+        y, self._statistics = norm.forward_with_statistics(x, *self._affine(), *stats, self._uses_batch_statistics(),
+                                                           momentum if momentum is not None else 0.0, self.eps)
+        return y
 
     def backward(self, dy, input_grad=True):
+        """The gradients, reusing the forward's statistics (see ``ops.norm.backward_with_statistics``)."""
         stats = self._running() if self.track_running_stats else (None, None)
-        dx, dw, db = ops.batch_norm_backward(dy, self._x, self._affine()[0], *stats,
-                                             training=self._uses_batch_statistics(), eps=self.eps)
+        dx, dw, db = norm.backward_with_statistics(dy, self._x, self._affine()[0], *stats, self._uses_batch_statistics(),
+                                                   self.eps, self._statistics)
         if self.weight is not None:
             self.weight.accumulate(dw)
             self.bias.accumulate(db)
