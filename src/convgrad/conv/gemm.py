@@ -320,7 +320,7 @@ class Phased(Layout):
         return xc
 
     def _windows(self, g, t: Tile) -> tuple:
-        quotients = tuple(_quotient(p, s) for p, s in zip(g.padded_size, g.stride))
+        quotients = tuple(n // s for n, s in zip(self.stored(g)[0], g.stride))
         return _phased_windows(g.kernel, g.stride, g.dilation, quotients, (t.batch.start, t.batch.stop),
                                t.rows.start, t.out_size)
 
@@ -328,9 +328,8 @@ class Phased(Layout):
         """dx ``(N, C_in, *L)`` (a new array) gathered back from the phases: x's own positions (zero
         padding), or the whole padded input folded back by the padding's adjoint (the other modes)."""
         zeros = g.padding_mode == "zeros"
-        lows = tuple(lo for lo, _ in g.pads) if zeros else (0,) * g.nd
         dx = np.empty(g.x_shape if zeros else g.padded_shape, dtype=g.dtype)
-        copies = _phase_copies(g.stride, g.padded_size, dx.shape[2:], lows)
+        copies = _phase_copies(g.stride, g.padded_size, dx.shape[2:], _phase_lows(g))
 
         def job(c: slice) -> None:
             for stored, read in copies:
@@ -346,11 +345,14 @@ def _quotient(length: int, stride: int) -> int:
 
 
 def _phase_source(x: np.ndarray, g) -> tuple:
-    """(what the phases hold: x, or x padded by pad() for the other padding modes; where it starts in
-    the padded input, per dim)."""
-    if g.padding_mode == "zeros":
-        return x, tuple(lo for lo, _ in g.pads)
-    return pad(x, g.pads, g.padding_mode), (0,) * g.nd
+    """(what the phases hold: x, or x padded by pad() for the other padding modes; :func:`_phase_lows`)."""
+    return (x if g.padding_mode == "zeros" else pad(x, g.pads, g.padding_mode)), _phase_lows(g)
+
+
+def _phase_lows(g) -> tuple:
+    """Where what the phases hold starts in the padded input, per dim: x at lo (zero padding), else the
+    padded copy at 0."""
+    return tuple(lo for lo, _ in g.pads) if g.padding_mode == "zeros" else (0,) * g.nd
 
 
 @functools.lru_cache(maxsize=256)
