@@ -1,6 +1,7 @@
 """The convgrad command end to end, with tiny epoch counts, and its one-line usage errors."""
 
 import json
+import statistics
 import subprocess
 import sys
 
@@ -127,6 +128,8 @@ def test_bench_runs_and_writes_its_figures(tmp_path, capsys):
     assert [r["case"] for r in report["cases"]] == ["lenet-c1", "pw-1x1"]
     row = report["cases"][1]
     assert row["algorithm"] == "pointwise" and row["ratio"] > 0 and row["gflops"] > 0 and row["peak_extra_mib"] >= 0
+    handoff = statistics.median(row["handoff_costs"])
+    assert len(row["handoff_costs"]) == 5 and 0 < handoff < float("inf") and f" {handoff:.1f}x " in text.splitlines()[3]
     assert report["numpy_matmul_gflops"] > 0 and report["torch"].startswith("2.13.0")
 
 

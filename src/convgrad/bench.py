@@ -5,9 +5,11 @@ libraries, interleaving the two in blocks of calls (the first call of each block
 neither library's idle worker threads disturb the other) and reporting medians.
 Reported per case: milliseconds of each, the ratio convgrad/torch, convgrad's GFLOP/s, that rate as
 a fraction of NumPy's own float32 matrix-multiply rate measured in the same run (the practical
-ceiling for a NumPy library), the algorithm "auto" chose, and the peak memory convgrad allocated
-beyond its inputs and outputs. Then the geometric mean of the ratios, and one training step of the
-mnist1d-cnn recipe and of LeNet-5 against the same models in PyTorch.
+ceiling for a NumPy library), the algorithm "auto" chose, the peak memory convgrad allocated
+beyond its inputs and outputs, and the machine's cost of handing data between cores while the case
+ran (:func:`handoff_cost`, median over its blocks: on a shared virtual machine it moves convgrad's
+times). Then the geometric mean of the ratios, and one training step of the mnist1d-cnn recipe and
+of LeNet-5 against the same models in PyTorch.
 
 Run it with the OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE variables unset where a machine sets them for
 old OpenBLAS builds (they throttle current NumPy)::
@@ -86,14 +88,16 @@ def _block(call, count: int) -> list[float]:
     return times
 
 
-def _median_pair(first, second, repeats: int, blocks: int = BLOCKS) -> tuple[float, float]:
-    """Median seconds of two callables, timed in alternating blocks (first, second, first, ...)."""
+def _median_pair(first, second, repeats: int, blocks: int = BLOCKS) -> tuple[float, float, list[float]]:
+    """Median seconds of two callables, timed in alternating blocks (first, second, first, ...), and
+    the machine's :func:`handoff_cost` before each pair of blocks."""
     per_block = max(1, -(-repeats // blocks))
-    a, b = [], []
+    a, b, handoffs = [], [], []
     for _ in range(blocks):
+        handoffs.append(handoff_cost())
         a += _block(first, per_block)
         b += _block(second, per_block)
-    return statistics.median(a), statistics.median(b)
+    return statistics.median(a), statistics.median(b), handoffs
 
 
 def _median(call, repeats: int) -> float:
@@ -121,6 +125,45 @@ def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
     rng = np.random.default_rng(0)
     a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
     return 2 * n**3 / _median(lambda: a @ b, repeats) / 1e9
+
+
+HANDOFF_REPEATS = 10
+
+
+def handoff_cost(repeats: int = HANDOFF_REPEATS) -> float:
+    """How many times longer a one-core copy takes to rewrite a buffer that a matrix product on all
+    cores has just read than after a product on other data (1 where cores hand cache lines to each
+    other cheaply).
+
+    convgrad's im2col, col2im and layout copies run on one core between OpenBLAS products that run on
+    all of them, and rewrite buffers whose cache lines the other cores' threads have just read: each
+    line is first taken back from them. On the benchmark's virtual machine this varies from second to
+    second (1.2-2.5 mostly, near 10 at times, when its virtual cores evidently sit far apart), and with
+    it convgrad's times; OpenBLAS's spinning worker alone costs the copy nothing (hence the product on
+    other data), and PyTorch's threads each keep to their own part of the data. Measured on LeNet-5's
+    first im2col (25 strided copies of (64, 24, 24)) and the (8, 25) @ (25, 36864) product that reads it."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 28, 28), dtype=np.float32)
+    cols = np.empty((5, 5, 64, 24, 24), dtype=np.float32)
+    other = np.empty_like(cols).reshape(25, -1)
+    w = rng.standard_normal((8, 25), dtype=np.float32)
+
+    def im2col():
+        for i in range(5):
+            for j in range(5):
+                cols[i, j] = x[:, i: i + 24, j: j + 24]
+
+    def copy_after(read: np.ndarray) -> float:
+        times = []
+        for _ in range(repeats):
+            np.matmul(w, read)
+            start = time.perf_counter()
+            im2col()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    other[...] = 0
+    return copy_after(cols.reshape(25, -1)) / copy_after(other)
 
 
 def _peak_extra(call, inputs_and_outputs_bytes: int) -> int:
@@ -168,14 +211,14 @@ def run_case(case: Case, repeats: int, torch=None) -> dict:
         return conv_backward(dy, x, w, **case.options)
 
     if torch is not None:
-        ours_s, torch_s = _median_pair(ours, _torch_step(torch, case, x, w, b, dy), repeats)
+        ours_s, torch_s, handoffs = _median_pair(ours, _torch_step(torch, case, x, w, b, dy), repeats)
     else:
-        ours_s, torch_s = _median(ours, repeats), float("nan")
+        ours_s, torch_s, handoffs = _median(ours, repeats), float("nan"), [handoff_cost()]
     outputs = y.nbytes + x.nbytes + w.nbytes + b.nbytes  # y, and the gradients dx, dw, db
     return {
         "case": case.name, "convgrad_ms": ours_s * 1e3, "torch_ms": torch_s * 1e3, "ratio": ours_s / torch_s,
         "gflops": case.flops(y.shape) / ours_s / 1e9, "algorithm": describe(x, w, **case.options),
-        "peak_extra_mib": _peak_extra(ours, outputs) / 2**20,
+        "peak_extra_mib": _peak_extra(ours, outputs) / 2**20, "handoff_costs": handoffs,
     }
 
 
@@ -235,11 +278,11 @@ def _torch_model(torch, model):
 def run_training(name: str, repeats: int, torch=None) -> dict:
     ours, theirs = _training_pair(name, torch)
     if theirs is None:
-        ours_s, torch_s = _median(ours, repeats), float("nan")
+        ours_s, torch_s, handoffs = _median(ours, repeats), float("nan"), [handoff_cost()]
     else:
-        ours_s, torch_s = _median_pair(ours, theirs, repeats)
+        ours_s, torch_s, handoffs = _median_pair(ours, theirs, repeats)
     return {"case": f"train-step {name}", "convgrad_ms": ours_s * 1e3, "torch_ms": torch_s * 1e3,
-            "ratio": ours_s / torch_s}
+            "ratio": ours_s / torch_s, "handoff_costs": handoffs}
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -290,14 +333,14 @@ def run(cases=None, compare_torch: bool = True, repeats: int = 15, threads: int 
     print(f"{report['machine']}; torch {report['torch']}, {threads} threads; "
           f"NumPy float32 matmul {ceiling:.0f} GFLOP/s", file=out)
     print(f"{'case':<10} {'convgrad ms':>11} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} {'of matmul':>9} "
-          f"{'peak MiB':>8}  algorithm", file=out)
+          f"{'peak MiB':>8} {'handoff':>7}  algorithm", file=out)
     for case in selected:
         row = run_case(case, repeats, torch)
-        row["matmul_fraction"] = row["gflops"] / ceiling
+        row["matmul_fraction"], handoff = row["gflops"] / ceiling, statistics.median(row["handoff_costs"])
         report["cases"].append(row)
         print(f"{row['case']:<10} {row['convgrad_ms']:>11.2f} {row['torch_ms']:>9.2f} {row['ratio']:>6.2f} "
-              f"{row['gflops']:>8.1f} {row['matmul_fraction']:>9.0%} {row['peak_extra_mib']:>8.1f}  {row['algorithm']}",
-              file=out, flush=True)
+              f"{row['gflops']:>8.1f} {row['matmul_fraction']:>9.0%} {row['peak_extra_mib']:>8.1f} {handoff:>6.1f}x"
+              f"  {row['algorithm']}", file=out, flush=True)
     ratios = [r["ratio"] for r in report["cases"] if r["ratio"] == r["ratio"]]
     if ratios:
         report["geometric_mean_ratio"] = math.exp(statistics.fmean(math.log(r) for r in ratios))
@@ -308,7 +351,8 @@ def run(cases=None, compare_torch: bool = True, repeats: int = 15, threads: int 
             row = run_training(name, repeats * 4, torch)
             report["training"].append(row)
             print(f"{row['case']:<24} convgrad {row['convgrad_ms']:.2f} ms, torch {row['torch_ms']:.2f} ms, "
-                  f"ratio {row['ratio']:.2f}", file=out, flush=True)
+                  f"ratio {row['ratio']:.2f}, handoff {statistics.median(row['handoff_costs']):.1f}x",
+                  file=out, flush=True)
     return report
 
 
