@@ -133,6 +133,21 @@ def test_bench_runs_and_writes_its_figures(tmp_path, capsys):
     assert report["numpy_matmul_gflops"] > 0 and report["torch"].startswith("2.13.0")
 
 
+@pytest.mark.parametrize("cost, flagged", [(1.2, False), (6.0, True)])
+def test_bench_flags_cases_run_while_handing_data_between_cores_was_costly(monkeypatch, cost, flagged):
+    """A case whose blocks ran at a handoff cost of COSTLY_HANDOFF or more is named under the table."""
+    import io
+
+    from convgrad import bench
+
+    monkeypatch.setattr(bench, "handoff_cost", lambda repeats=bench.HANDOFF_REPEATS: cost)
+    out = io.StringIO()
+    report = bench.run(["pw-1x1"], compare_torch=True, repeats=1, training=False, out=out)
+    assert report["cases"][0]["handoff_costs"] == [cost] * bench.BLOCKS
+    last = out.getvalue().splitlines()[-1]
+    assert last.endswith(": pw-1x1") == flagged and ("cost 3x or more" in last) == flagged
+
+
 def test_explain_command(tmp_path, capsys):
     code, out, _ = run(capsys, "explain", "--input", "4", "--kernel", "2")
     assert code == 0 and "y₁ = w₁·x₁ + w₂·x₂ + b" in out and "Verified" in out

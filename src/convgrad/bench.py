@@ -128,6 +128,7 @@ def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
 
 
 HANDOFF_REPEATS = 10
+COSTLY_HANDOFF = 3.0  # a case run at this handoff cost or more is flagged (1.1-1.6 usually, 5-10 in slow phases)
 
 
 def handoff_cost(repeats: int = HANDOFF_REPEATS) -> float:
@@ -346,6 +347,10 @@ def run(cases=None, compare_torch: bool = True, repeats: int = 15, threads: int 
         report["geometric_mean_ratio"] = math.exp(statistics.fmean(math.log(r) for r in ratios))
         print(f"geometric mean of convgrad/torch over {len(ratios)} cases: {report['geometric_mean_ratio']:.2f}",
               file=out)
+    costly = [r["case"] for r in report["cases"] if statistics.median(r["handoff_costs"]) >= COSTLY_HANDOFF]
+    if costly:
+        print(f"ran while handing data between cores cost {COSTLY_HANDOFF:.0f}x or more (convgrad's times inflated, "
+              f"often 1.5-1.8x): {', '.join(costly)}", file=out)
     if training:
         for name in ("mnist1d-cnn", "lenet5"):
             row = run_training(name, repeats * 4, torch)
