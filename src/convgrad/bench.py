@@ -139,10 +139,11 @@ def handoff_cost(repeats: int = HANDOFF_REPEATS) -> float:
     convgrad's im2col, col2im and layout copies run on one core between OpenBLAS products that run on
     all of them, and rewrite buffers whose cache lines the other cores' threads have just read: each
     line is first taken back from them. On the benchmark's virtual machine this varies from second to
-    second (1.2-2.5 mostly, near 10 at times, when its virtual cores evidently sit far apart), and with
-    it convgrad's times; OpenBLAS's spinning worker alone costs the copy nothing (hence the product on
-    other data), and PyTorch's threads each keep to their own part of the data. Measured on LeNet-5's
-    first im2col (25 strided copies of (64, 24, 24)) and the (8, 25) @ (25, 36864) product that reads it."""
+    second (1.1-1.6 mostly, 5-10 at times, when its virtual cores evidently sit far apart), and with
+    it convgrad's times (1.5-1.8x as long at 5 or more). OpenBLAS's spinning worker alone costs the
+    copy nothing (hence the product on other data), and PyTorch's threads each keep to their own part
+    of the data. Measured on LeNet-5's first im2col (25 strided copies of (64, 24, 24)) and the
+    (8, 25) @ (25, 36864) product that reads it."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 28, 28), dtype=np.float32)
     cols = np.empty((5, 5, 64, 24, 24), dtype=np.float32)
