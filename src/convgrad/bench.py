@@ -100,6 +100,13 @@ def _median_pair(first, second, repeats: int, blocks: int = BLOCKS) -> tuple[flo
     return statistics.median(a), statistics.median(b), handoffs
 
 
+def _timed(ours, theirs, repeats: int) -> tuple[float, float, list[float]]:
+    """(convgrad's median seconds, PyTorch's or NaN when ``theirs`` is None, the handoff costs measured)."""
+    if theirs is None:
+        return _median(ours, repeats), float("nan"), [handoff_cost()]
+    return _median_pair(ours, theirs, repeats)
+
+
 def _median(call, repeats: int) -> float:
     return statistics.median(_block(call, repeats))
 
@@ -212,10 +219,8 @@ def run_case(case: Case, repeats: int, torch=None) -> dict:
         conv(x, w, b, **case.options)
         return conv_backward(dy, x, w, **case.options)
 
-    if torch is not None:
-        ours_s, torch_s, handoffs = _median_pair(ours, _torch_step(torch, case, x, w, b, dy), repeats)
-    else:
-        ours_s, torch_s, handoffs = _median(ours, repeats), float("nan"), [handoff_cost()]
+    theirs = None if torch is None else _torch_step(torch, case, x, w, b, dy)
+    ours_s, torch_s, handoffs = _timed(ours, theirs, repeats)
     outputs = y.nbytes + x.nbytes + w.nbytes + b.nbytes  # y, and the gradients dx, dw, db
     return {
         "case": case.name, "convgrad_ms": ours_s * 1e3, "torch_ms": torch_s * 1e3, "ratio": ours_s / torch_s,
@@ -279,10 +284,7 @@ def _torch_model(torch, model):
 
 def run_training(name: str, repeats: int, torch=None) -> dict:
     ours, theirs = _training_pair(name, torch)
-    if theirs is None:
-        ours_s, torch_s, handoffs = _median(ours, repeats), float("nan"), [handoff_cost()]
-    else:
-        ours_s, torch_s, handoffs = _median_pair(ours, theirs, repeats)
+    ours_s, torch_s, handoffs = _timed(ours, theirs, repeats)
     return {"case": f"train-step {name}", "convgrad_ms": ours_s * 1e3, "torch_ms": torch_s * 1e3,
             "ratio": ours_s / torch_s, "handoff_costs": handoffs}
 

@@ -75,6 +75,11 @@ def _statistics(x3, running_mean, running_var, training, eps):
     return mean, shift, 1.0 / np.sqrt(var + eps), var, centred
 
 
+def _scale(inv_std: np.ndarray, weight, compute) -> np.ndarray:
+    """γ/σ per channel (1/σ without an affine weight), in the compute dtype."""
+    return inv_std if weight is None else inv_std * weight.astype(compute, copy=False)
+
+
 def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
     """Normalise x per channel; in training, update ``running_mean``/``running_var`` in place.
 
@@ -107,7 +112,7 @@ def forward_with_statistics(x, weight, bias, running_mean, running_var, training
         running_mean += momentum * (first + shift)
         running_var *= 1 - momentum
         running_var += momentum * var * (m / max(m - 1, 1))
-    scale = inv_std if a["weight"] is None else inv_std * a["weight"].astype(compute, copy=False)
+    scale = _scale(inv_std, a["weight"], compute)
     y *= _rows(scale, y)  # y: x − mean + δ, a new array
     offset = -shift * scale if a["bias"] is None else a["bias"].astype(compute, copy=False) - shift * scale
     y += _rows(offset, y)
@@ -139,7 +144,7 @@ def backward_with_statistics(dy, x, weight, running_mean, running_var, training,
         centred = x3 - _rows(first, x3)
     else:
         _, shift, inv_std, _, centred = _statistics(x3, a["running_mean"], a["running_var"], training, eps)
-    scale = inv_std if a["weight"] is None else inv_std * a["weight"].astype(compute, copy=False)  # γ/σ
+    scale = _scale(inv_std, a["weight"], compute)
     sum_dy = np.einsum("ncs->c", dy3)
     sum_dy_xhat = (np.einsum("ncs,ncs->c", dy3, centred) - shift * sum_dy) * inv_std  # x̂ = (c − δ)/σ
     dx = dy3 * _rows(scale, dy3)
