@@ -129,7 +129,8 @@ def test_bench_runs_and_writes_its_figures(tmp_path, capsys):
     row = report["cases"][1]
     assert row["algorithm"] == "pointwise" and row["ratio"] > 0 and row["gflops"] > 0 and row["peak_extra_mib"] >= 0
     handoff = statistics.median(row["handoff_costs"])
-    assert len(row["handoff_costs"]) == 5 and 0 < handoff < float("inf") and f" {handoff:.1f}x " in text.splitlines()[3]
+    printed = next(line for line in text.splitlines() if line.startswith("pw-1x1"))
+    assert len(row["handoff_costs"]) == 5 and 0 < handoff < float("inf") and f" {handoff:.1f}x " in printed
     assert report["numpy_matmul_gflops"] > 0 and report["torch"].startswith("2.13.0")
 
 
@@ -160,6 +161,31 @@ def test_explain_command(tmp_path, capsys):
     assert code == 2 and "like 2 or 2x1" in err
 
 
+@pytest.mark.parametrize("variables", [{}, {"OPENBLAS_CORETYPE": "Haswell"},
+                                       {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"}])
+def test_bench_says_when_openblas_is_held_to_older_kernels(monkeypatch, variables):
+    """OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, set on some machines for old builds, halve NumPy's matmul on
+    newer CPUs: the report notes each one set and how to run without them, and records them."""
+    import io
+
+    from convgrad import bench
+
+    for name in bench.THROTTLING:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(bench, "matmul_rate", lambda: 100.0)
+    out = io.StringIO()
+    report = bench.run([], compare_torch=False, repeats=1, training=False, out=out)
+    assert report["openblas_environment"] == variables
+    notes = [line for line in out.getvalue().splitlines() if line.startswith("note:")]
+    if not variables:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and "env " + " ".join(f"-u {name}" for name in variables) in notes[0]
+        assert all(f"{name}={value}" in notes[0] for name, value in variables.items())
+
+
 def test_bench_names_the_widest_vector_unit():
     """The machine line names the CPU's widest vector unit (the kernels both libraries pick depend on it)."""
     from convgrad.bench import machine, vector_unit
@@ -172,4 +198,32 @@ def test_bench_names_the_widest_vector_unit():
     except (OSError, StopIteration):
         flags = []
     unit = vector_unit(set(flags))
-    assert (f"({unit})" in machine()) == bool(unit)
+    assert (f"({unit}" in machine()) == bool(unit)
+
+
+def test_bench_names_the_cpu_family_and_model():
+    """Two CPUs of one name and vector unit can differ twofold (family 25 and 26 EPYCs): the machine line
+    gives the family and model where /proc/cpuinfo has them, and the vector unit alone where not."""
+    from convgrad.bench import cpu
+
+    fields = {"model name": "AMD EPYC", "flags": "fpu avx2 avx512f", "cpu family": "25", "model": "17"}
+    assert cpu(fields) == "AMD EPYC (AVX-512; family 25, model 17)"
+    assert cpu({"model name": "Intel Xeon", "flags": "avx avx2"}) == "Intel Xeon (AVX2)"
+    assert cpu({"model name": "Ampere Altra", "flags": "fp asimd"}) == "Ampere Altra"
+
+
+def test_bench_names_numpys_blas_and_its_kernels():
+    """The machine line names the BLAS NumPy loaded and the kernels it runs (they show whether
+    OPENBLAS_CORETYPE holds an AVX-512 machine to older ones), as threadpoolctl reports them, not
+    another package's BLAS; nothing when NumPy's is not among them."""
+    from convgrad.bench import describe_blas
+
+    site = "/venv/site-packages"
+    torch_blas = {"user_api": "blas", "internal_api": "mkl", "version": "2024.2",
+                  "filepath": "/venv/site-packages/torch/lib/libmkl.so"}
+    openmp = {"user_api": "openmp", "internal_api": "openmp", "filepath": "/venv/site-packages/numpy.libs/libgomp.so"}
+    numpy_blas = {"user_api": "blas", "internal_api": "openblas", "version": "0.3.31.188.0", "architecture": "SkylakeX",
+                  "filepath": "/venv/site-packages/numpy.libs/libscipy_openblas64_-32a4b2a6.so"}
+    assert describe_blas([torch_blas, openmp, numpy_blas], site) == "OpenBLAS 0.3.31.188.0, SkylakeX kernels"
+    assert describe_blas([torch_blas, openmp], site) == ""
+    assert describe_blas([dict(numpy_blas, architecture=None)], site) == "OpenBLAS 0.3.31.188.0"

@@ -291,21 +291,71 @@ def run_training(name: str, repeats: int, torch=None) -> dict:
 
 # --- the report ----------------------------------------------------------------------------------
 
+THROTTLING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # set on some machines for old OpenBLAS builds
+
+
+def throttling_variables() -> dict:
+    """Those of ``THROTTLING`` set in the environment, with their values (measured: NumPy's float32 matmul
+    256 GFLOP/s with OPENBLAS_CORETYPE=Haswell on an AVX-512 EPYC, 475 without)."""
+    return {name: os.environ[name] for name in THROTTLING if name in os.environ}
+
+
 def machine() -> str:
-    """The CPU with its widest vector unit (oneDNN and OpenBLAS pick their kernels by it, so figures from
-    machines that differ there do not compare), core count, Python and NumPy versions."""
-    cpu, flags = platform.processor() or platform.machine(), ""
+    """The CPU (:func:`cpu`), core count, Python and NumPy versions, and NumPy's BLAS (:func:`blas`)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as handle:
             first = handle.read().split("\n\n")[0]  # the first processor's block
         pairs = (line.split(":", 1) for line in first.splitlines() if ":" in line)
         fields = {key.strip(): value.strip() for key, value in pairs}
-        cpu, flags = fields["model name"], fields.get("flags", "")
-    except (OSError, KeyError):
+    except OSError:
         pass
-    unit = vector_unit(set(flags.split()))
-    cpu += f" ({unit})" if unit else ""
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+    library = blas()
+    return (f"{cpu(fields)}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+            + (f" ({library})" if library else ""))
+
+
+def cpu(fields: dict) -> str:
+    """The CPU named by /proc/cpuinfo's ``fields`` of one processor, with its widest vector unit and its
+    family and model: oneDNN and OpenBLAS pick their kernels by them (two "AMD EPYC" with AVX-512 of
+    different families ran this suite at NumPy matmul rates of 200 and 470 GFLOP/s), so figures from
+    machines that differ there do not compare. Another platform's processor name when there are none.
+
+    >>> cpu({"model name": "AMD EPYC", "flags": "sse2 avx2 avx512f", "cpu family": "26", "model": "2"})
+    'AMD EPYC (AVX-512; family 26, model 2)'
+    """
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    family, model = fields.get("cpu family"), fields.get("model")
+    unit = vector_unit(set(fields.get("flags", "").split()))
+    details = "; ".join(d for d in (unit, f"family {family}, model {model}" if family and model else "") if d)
+    return f"{name} ({details})" if details else name
+
+
+BLAS_NAMES = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}
+
+
+def blas() -> str:
+    """NumPy's BLAS as threadpoolctl (a dependency of scikit-learn) finds it loaded, e.g. "OpenBLAS
+    0.3.31, SkylakeX kernels"; "" when it cannot tell. The kernels show whether OPENBLAS_CORETYPE
+    is holding an AVX-512 machine to older ones (it then says Haswell)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ""
+    return describe_blas(threadpool_info(), os.path.dirname(os.path.dirname(np.__file__)))
+
+
+def describe_blas(libraries: list, site: str) -> str:
+    """The first BLAS among threadpoolctl's ``libraries`` that lies in NumPy's package or its bundled
+    libraries (``site``/numpy*: not PyTorch's), as "<name> <version>, <architecture> kernels"."""
+    numpy_dir = os.path.join(site, "numpy")
+    for library in libraries:
+        if library.get("user_api") == "blas" and str(library.get("filepath", "")).startswith(numpy_dir):
+            name = BLAS_NAMES.get(library.get("internal_api"), library.get("internal_api") or "BLAS")
+            text = f"{name} {library.get('version') or ''}".strip()
+            architecture = library.get("architecture")
+            return text + (f", {architecture} kernels" if architecture else "")
+    return ""
 
 
 def vector_unit(flags: set) -> str:
@@ -336,6 +386,11 @@ def run(cases=None, compare_torch: bool = True, repeats: int = 15, threads: int 
               "numpy_matmul_gflops": ceiling, "cases": [], "training": []}
     print(f"{report['machine']}; torch {report['torch']}, {threads} threads; "
           f"NumPy float32 matmul {ceiling:.0f} GFLOP/s", file=out)
+    report["openblas_environment"] = throttles = throttling_variables()
+    if throttles:
+        print(f"note: {', '.join(f'{k}={v}' for k, v in throttles.items())} set: OpenBLAS (NumPy's BLAS) takes its "
+              f"kernels and cache size from them instead of this CPU (an AVX-512 EPYC's matmul ran half as fast with "
+              f"them); to time without them: env -u {' -u '.join(throttles)} convgrad bench ...", file=out)
     print(f"{'case':<10} {'convgrad ms':>11} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} {'of matmul':>9} "
           f"{'peak MiB':>8} {'handoff':>7}  algorithm", file=out)
     for case in selected:
