@@ -186,6 +186,18 @@ def test_bench_says_when_openblas_is_held_to_older_kernels(monkeypatch, variable
         assert all(f"{name}={value}" in notes[0] for name, value in variables.items())
 
 
+def test_bench_handoff_measure_reads_no_uninitialised_memory():
+    """The handoff measure's first product reads its im2col buffer before any copy has filled it: that
+    buffer starts as zeros, so no garbage (inf, NaN) makes the product warn or the figure wrong."""
+    import warnings
+
+    from convgrad import bench
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert 0 < bench.handoff_cost(repeats=2) < float("inf")
+
+
 def test_bench_names_the_widest_vector_unit():
     """The machine line names the CPU's widest vector unit (the kernels both libraries pick depend on it)."""
     from convgrad.bench import machine, vector_unit

@@ -153,7 +153,7 @@ def handoff_cost(repeats: int = HANDOFF_REPEATS) -> float:
     (8, 25) @ (25, 36864) product that reads it."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 28, 28), dtype=np.float32)
-    cols = np.empty((5, 5, 64, 24, 24), dtype=np.float32)
+    cols = np.zeros((5, 5, 64, 24, 24), dtype=np.float32)  # read by the first product before any im2col
     other = np.empty_like(cols).reshape(25, -1)
     w = rng.standard_normal((8, 25), dtype=np.float32)
 
