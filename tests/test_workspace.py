@@ -194,3 +194,56 @@ def test_conv_module_keeps_nothing_in_eval_mode_or_for_a_later_input(monkeypatch
     dy = rng.normal(size=y.shape)
     module.backward(dy)
     assert rel_error(module.weight.grad, cg.conv_backward(dy, x, module.weight.data)[1]) < 1e-12
+
+
+def _torch_grads(x, module, dy):
+    """(dx, dW, db) of ``module``'s convolution by PyTorch's autograd in float64 (the oracle)."""
+    import torch
+
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(module.weight.data, requires_grad=True)
+    bt = torch.tensor(module.bias.data, requires_grad=True)
+    o = module.options
+    torch.nn.functional.conv2d(xt, wt, bt, stride=o["stride"], padding=o["padding"], dilation=o["dilation"],
+                               groups=o["groups"]).backward(torch.tensor(dy))
+    return xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
+@pytest.mark.parametrize("shape, multiplier, dilation",
+                         [((3, 4, 9, 8), 1, 1), ((2, 3, 7, 10), 2, 2), ((2, 5, 6, 6), 1, 3)])
+def test_training_depthwise_module_reuses_its_arranged_input(monkeypatch, shape, multiplier, dilation):
+    """A training depthwise Conv2d keeps x in the flat layout from its forward: its backward copies x no
+    second time, even when another convolution of the same shape ran in between (the kept copy is no
+    scratch buffer), and its gradients match PyTorch's."""
+    from convgrad.conv.dispatch import describe
+
+    rng = np.random.default_rng(len(shape) + multiplier + dilation)
+    x, C = rng.normal(size=shape), shape[1]
+    module = cg.nn.Conv2d(C, C * multiplier, 3, padding=dilation, dilation=dilation, groups=C, dtype=np.float64)
+    y = module(x)
+    assert describe(x, module.weight.data, padding=dilation, dilation=dilation, groups=C) == "depthwise"
+    assert module._saved["arranged"][1].shape[0] == C
+    cg.conv(rng.normal(size=shape), module.weight.data, padding=dilation, dilation=dilation, groups=C)  # scratch reused
+    arranged, original = [], gemm.Flat.arranged
+    monkeypatch.setattr(gemm.Flat, "arranged",
+                        lambda self, a, *rest: arranged.append(a is x) or original(self, a, *rest))
+    dy = rng.normal(size=y.shape)
+    dx = module.backward(dy)
+    assert True not in arranged and module._saved is None
+    for got, want in zip((dx, module.weight.grad, module.bias.grad), _torch_grads(x, module, dy)):
+        assert rel_error(got, want) < 1e-12
+
+
+def test_depthwise_module_keeps_no_arrangement_beyond_the_workspace_limit():
+    """Past the workspace limit the forward keeps nothing (the backward arranges x again), and the
+    gradients are the same."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(4, 6, 16, 16))
+    module = cg.nn.Conv2d(6, 6, 3, padding=1, groups=6, dtype=np.float64)
+    with cg.workspace_limit(4 * 2**10):
+        y = module(x)
+        assert "arranged" not in module._saved
+        dy = rng.normal(size=y.shape)
+        dx = module.backward(dy)
+    for got, want in zip((dx, module.weight.grad, module.bias.grad), _torch_grads(x, module, dy)):
+        assert rel_error(got, want) < 1e-12

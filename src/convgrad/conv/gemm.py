@@ -57,7 +57,7 @@ from .base import Algorithm, bias_grad, dilate, grid_made_nan, grouped, unpadded
 CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
 TRANSPOSE_TILE = 8192  # elements per tile of a transpose done as a 2-D one (32 KiB of float32, in cache both ways)
 SPLIT_SLACK = 1.5  # a band of output rows grows by up to half rather than leave a short last band (lenet-c2 2.3 -> 1.9 ms)
-KEEP_BYTES = 16 * 2**20  # a training module keeps an im2col matrix up to this size (one tile) for its backward
+KEEP_BYTES = 16 * 2**20  # a training module keeps an im2col matrix (depthwise: x arranged) up to this size
 FLAT_WASTE = 1.1  # the flat layout computes at most this many grid positions per output (measured: res-128, 9·8/8² = 1.125, flat 16.6 ms against 14.8 images innermost)
 FEW_CHANNELS, FEW_CHANNELS_WASTE = (8, 32), 1.13  # ... or this many, for groups of 8 to 32 input channels (Flat.suits)
 SPLIT_ROWS = 64  # a 1-D kernel is cut into rows only while each product keeps this many rows
@@ -454,10 +454,10 @@ class Flat(Layout):
         return [Tile(slice(i, i1), slice(0, g.out_size[0]), slice(i * P, i1 * P + reach), g.out_size, grid.span(g, i1 - i))
                 for i, i1 in ((i, min(i + step, g.batch)) for i in range(0, g.batch, step))]
 
-    def arranged(self, x: np.ndarray, g, slot: int = SLOT_INPUT) -> np.ndarray:
+    def arranged(self, x: np.ndarray, g, slot: int | None = SLOT_INPUT) -> np.ndarray:
         """x ``(N, C, *L)`` as ``(C, front + N·P + margin)``: each image's data at offset ``lead`` of each
         dim of its period (:func:`flat_grid`), zeros around it (the padding modes other than zeros are
-        copied padded)."""
+        copied padded); in scratch ``slot``, or a new array (to be kept) when None."""
         rows = self._zeroed_rows(g, slot, zero=False)
         images, source, where = self._images(rows, g), x, self._data(g)
         if g.padding_mode != "zeros":
@@ -472,11 +472,11 @@ class Flat(Layout):
         self.each_channel(job, g.in_channels, rows.size)
         return rows
 
-    def _zeroed_rows(self, g, slot: int, zero: bool = True) -> np.ndarray:
-        """Scratch ``(C_in, front + N·P + margin)`` in ``slot``, zeroed (split over cores) when ``zero``."""
+    def _zeroed_rows(self, g, slot: int | None, zero: bool = True) -> np.ndarray:
+        """Scratch ``(C_in, front + N·P + margin)`` in ``slot`` (a new array when None), zeroed (split over
+        cores) when ``zero``."""
         grid = self.grid(g)
-        rows = scratch(g.in_channels * (grid.front + g.batch * grid.size + grid.margin), g.dtype, slot)
-        rows = rows.reshape(g.in_channels, -1)
+        rows = _buffer((g.in_channels, grid.front + g.batch * grid.size + grid.margin), g.dtype, slot)
         if zero:
             self.each_channel(lambda c: rows[c].fill(0), g.in_channels, rows.size)
         return rows
