@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import checkpoint as ckpt
+from ._allocator import keep_freed_memory
 from ._random import using
 from .data import Batches, Dataset
 from .nn import CrossEntropyLoss, Module
@@ -126,7 +127,9 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------------
     def fit(self, epochs: int) -> list[dict]:
-        """Train until ``epochs`` epochs are complete; returns the history (one dict per epoch)."""
+        """Train until ``epochs`` epochs are complete; returns the history (one dict per epoch).
+        glibc's malloc is first set to reuse the memory each step frees (:func:`keep_freed_memory`)."""
+        keep_freed_memory()
         interrupt = _DeferredInterrupt()
         with interrupt.installed(), using(self.rng):
             while self.progress.epoch < epochs:
