@@ -63,8 +63,9 @@ class Depthwise(Algorithm):
         """x ``(N, C, *L)``, w ``(C·m, 1, *k)`` -> y ``(N, C·m, *O)``. With a ``saved`` dict (a training
         module's), x's flat arrangement is kept there for the backward's dW (:func:`_keeps`)."""
         if _flat(g):
-            rows = _layout(g).arranged(x, g, None) if _keeps(saved, g) else None
-            if rows is not None:
+            rows = None
+            if _keeps(saved, g):
+                rows = _layout(g).arranged(x, g, None)
                 saved["arranged"] = (g, rows)
             return _flat_forward(x, w, b, g, rows)
         m, views = g.out_channels // g.in_channels, self._views(g)
@@ -129,11 +130,8 @@ class Depthwise(Algorithm):
 def _keeps(saved: dict | None, g) -> bool:
     """Whether a training module's forward keeps x's flat arrangement for dW (within gemm's
     ``KEEP_BYTES`` and the workspace limit): the backward then copies x no second time."""
-    if saved is None:
-        return False
-    grid = _layout(g).grid(g)
-    size = g.in_channels * (grid.front + g.batch * grid.size + grid.margin)  # as Flat.arranged lays it out
-    return size * g.dtype.itemsize <= min(KEEP_BYTES, get_workspace_limit())
+    nbytes = math.prod(_layout(g).rows_shape(g)) * g.dtype.itemsize
+    return saved is not None and nbytes <= min(KEEP_BYTES, get_workspace_limit())
 
 
 def _flat(g) -> bool:
@@ -220,7 +218,8 @@ def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool, grads: np.ndarray 
         grads = scratch(g.out_channels * g.batch * layout.grid(g).size, g.dtype, SLOT_GRAD_OUTPUT)
         grads = grads.reshape(g.out_channels, -1)
         layout.place(dy, grads, grads, g)
-    rows = (layout.arranged(x, g) if rows is None else rows) if need_dw else None
+    if need_dw and rows is None:
+        rows = layout.arranged(x, g)
     dxc = layout.input_grad_buffer(g) if need_dx else None
     weights, starts, grid = _plan(w, g, layout)
     dW = np.zeros(weights.shape, dtype=g.dtype) if need_dw else None

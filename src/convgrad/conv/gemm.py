@@ -472,11 +472,15 @@ class Flat(Layout):
         self.each_channel(job, g.in_channels, rows.size)
         return rows
 
-    def _zeroed_rows(self, g, slot: int | None, zero: bool = True) -> np.ndarray:
-        """Scratch ``(C_in, front + N·P + margin)`` in ``slot`` (a new array when None), zeroed (split over
-        cores) when ``zero``."""
+    def rows_shape(self, g) -> tuple[int, int]:
+        """Shape of the input in this layout: ``(C_in, front + N·P + margin)``."""
         grid = self.grid(g)
-        rows = _buffer((g.in_channels, grid.front + g.batch * grid.size + grid.margin), g.dtype, slot)
+        return g.in_channels, grid.front + g.batch * grid.size + grid.margin
+
+    def _zeroed_rows(self, g, slot: int | None, zero: bool = True) -> np.ndarray:
+        """Scratch of :meth:`rows_shape` in ``slot`` (a new array when None), zeroed (split over cores)
+        when ``zero``."""
+        rows = _buffer(self.rows_shape(g), g.dtype, slot)
         if zero:
             self.each_channel(lambda c: rows[c].fill(0), g.in_channels, rows.size)
         return rows
