@@ -8,7 +8,8 @@ shows what was expected against what was given.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -249,6 +250,15 @@ class ConvGeometry(_Window):
     @property
     def y_shape(self) -> tuple[int, ...]:
         return (self.batch, self.out_channels, *self.out_size)
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash(tuple(getattr(self, f.name) for f in fields(self)))
+
+    def __hash__(self) -> int:
+        """The fields' hash, computed once: geometries key the caches of the algorithms' plans, looked up
+        several times per call."""
+        return self._hash
 
 
 

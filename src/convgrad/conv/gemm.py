@@ -556,10 +556,8 @@ class Flat(Layout):
 
     def positions(self, yc: np.ndarray, g) -> np.ndarray:
         """The output positions within the grid ``yc (C, N·P)`` (or ``(C, N, P)``): a view ``(C, N, *O)``."""
-        period = self.grid(g).period
-        yc = yc.reshape(yc.shape[0], g.batch, math.prod(period))
-        strides = yc.strides[:2] + tuple(s * yc.itemsize for s in _flat_strides(period))
-        return np.lib.stride_tricks.as_strided(yc, yc.shape[:2] + g.out_size, strides, writeable=True)
+        images = yc.reshape((yc.shape[0], g.batch) + self.grid(g).period)
+        return images[(slice(None), slice(None)) + tuple(slice(0, o) for o in g.out_size)]  # o ≤ period (flat_period)
 
     def output(self, yc: np.ndarray, g) -> np.ndarray:
         return self._inside.restore(self.positions(yc, g), np.empty(g.y_shape, dtype=g.dtype))
@@ -793,11 +791,33 @@ def choose_layout(g, need_dx: bool = True) -> Layout:
     training Conv2d's forward + backward, innermost against inside, 1.37 against 1.23 ms for lenet-c1,
     8.1-8.4 against 7.8-8.1 for (64,3,32,32) * (16,3,5,5), 5.1-5.3 against 3.8-4.0 for (32,3,32,32) *
     (32,3,3,3) (with dx, innermost wins the first two: 2.5-2.7 against 2.6-2.8, 10.5 against 11.0).
+    Computed once per geometry and workspace limit (``PLANS`` of them cached).
     """
+    return _layout(g, need_dx, get_workspace_limit())
+
+
+PLANS = 512  # decisions cached per geometry (the layout, its tiles, the dx correlation's geometry)
+
+
+@functools.lru_cache(maxsize=PLANS)
+def _layout(g, need_dx: bool, workspace_limit: int) -> Layout:
+    """:func:`choose_layout`; ``workspace_limit`` keys the cache (:meth:`Flat.suits` reads it)."""
     masked = maskable(g)
     if Flat.suits(g, masked):
         return Flat(innermost=False, nd=g.nd, masked=masked)
     return _row_layout(g, need_dx)
+
+
+def tiles_of(layout: Layout, g, buffers: int = 1, limit: int | None = None) -> tuple[Tile, ...]:
+    """``layout.tiles(g, buffers, limit)``, computed once per layout, geometry, chunk size and workspace
+    limit (building a tile's slices costs microseconds, a call's few tiles a tenth of a small one)."""
+    return _tiles(layout, g, buffers, limit, chunk_limit(), get_workspace_limit())
+
+
+@functools.lru_cache(maxsize=PLANS)
+def _tiles(layout: Layout, g, buffers: int, limit: int | None, *settings) -> tuple[Tile, ...]:
+    """:func:`tiles_of`; ``settings`` (the chunk size and workspace limit, which the layouts read) key the cache."""
+    return tuple(layout.tiles(g, buffers, limit))
 
 
 def _row_layout(g, need_dx: bool = True) -> Layout:
@@ -828,6 +848,7 @@ def _writes_through(part: np.ndarray, groups: int, columns: int) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=PLANS)
 def correlate_input_grad(g) -> bool:
     """Whether dx is cheaper as a correlation of the padded dy (stride 1) than by col2im.
 
@@ -876,6 +897,7 @@ def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None, 
     return result if size == g.in_size and g.padding_mode == "zeros" else owned(unpadded(result, g))
 
 
+@functools.lru_cache(maxsize=PLANS)
 def _correlation_geometry(g, dy_shape) -> tuple:
     """(geometry, output size) of the forward correlation that gives dx, for a dilated dy of ``dy_shape``."""
     pads, size = _correlation_output(g)
@@ -962,7 +984,7 @@ def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None =
     yc = layout.output_buffer(g.groups * M, g, SLOT_OUTPUT)  # the rows past C_out are never read
     whole = _whole_batch(layout, g) if saved is not None else None
     keep = whole is not None
-    tiles = whole or layout.tiles(g)
+    tiles = whole or tiles_of(layout, g)
     bias = None if b is None else _padded_rows(b.reshape(g.groups, -1, 1), M)  # added to each tile's product while in cache
     stack = _stacked(W, layout, g)
     for t in tiles:
@@ -1046,10 +1068,10 @@ def _accumulate_product(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
         out += np.matmul(a[..., i: i + piece], b[..., i: i + piece, :])
 
 
-def _whole_batch(layout: Layout, g) -> list[Tile] | None:
+def _whole_batch(layout: Layout, g) -> tuple[Tile, ...] | None:
     """The one tile of the whole batch when its im2col matrix may be kept (``KEEP_BYTES``), else None."""
-    tiles = layout.tiles(g, limit=min(KEEP_BYTES, get_workspace_limit()))
-    return tiles if len(tiles) == 1 else None
+    whole = tiles_of(layout, g, limit=min(KEEP_BYTES, get_workspace_limit()))
+    return whole if len(whole) == 1 else None
 
 
 def _saved_columns(saved: dict | None, g, layout: Layout):
@@ -1068,7 +1090,7 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
     kept = _saved_columns(saved, g, layout) if need_dw else None
     tiles = _whole_batch(layout, g) if kept is not None else None
     if tiles is None:
-        kept, tiles = None, layout.tiles(g, int(need_dx) + int(need_dw))
+        kept, tiles = None, tiles_of(layout, g, int(need_dx) + int(need_dw))
     W, M = _weight_rows(w, g, layout.rows(g)), product_rows(g)  # dW's products take M ≥ C_out/G rows
     dyc = layout.grad_output(dy, g, g.groups * M) if dyc is None else dyc
     xc = layout.arranged(x, g) if need_dw and kept is None else None
