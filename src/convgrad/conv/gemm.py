@@ -51,7 +51,7 @@ from .._config import get_workspace_limit
 from .._padding import pad
 from .._parallel import over_channels
 from .._windows import kernel_offsets
-from .._workspace import scratch
+from .._workspace import aligned_empty, scratch
 from .base import Algorithm, bias_grad, dilate, grid_made_nan, grouped, unpadded
 
 CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
@@ -64,6 +64,7 @@ SPLIT_ROWS = 64  # a 1-D kernel is cut into rows only while each product keeps t
 PHASE_READS = 6  # a strided convolution is phased when its windows read each input element this often (Phased.suits)
 SHORT_ROW = 40  # output rows shorter than this are copied with the images innermost (unless flat)
 SLOT_INPUT, SLOT_GRAD_OUTPUT, SLOT_COLS, SLOT_DCOLS, SLOT_DINPUT, SLOT_OUTPUT, SLOT_STAGE, SLOT_TILE = range(8)
+PLANS = 512  # decisions cached per geometry (the layout, its tiles and runs, the dx correlation's geometry)
 ALIASED_STRIDE = 512  # bytes: a transpose gathering along a multiple of this stride goes through a staged tile
 
 
@@ -496,10 +497,9 @@ class Flat(Layout):
             return (slice(None),) * g.nd
         return tuple(slice(lead, lead + n) for lead, n in zip(self.grid(g).lead, g.in_size))
 
-    def _runs(self, g, t: Tile) -> list:
+    def _runs(self, g, t: Tile) -> tuple:
         """(index of the matrix row block, run within the tile's input) of each offset of the last dims."""
-        extent = t.span + (self.rows(g) - 1) * self._shift(g)
-        return [(k, slice(start, start + extent)) for k, start in enumerate(self.grid(g).starts[: _row_offsets(g)])]
+        return _flat_runs(self, g, t.span)
 
     def _mask(self, cols: np.ndarray, g, c: slice) -> None:
         """Zero the entries of ``cols (C, K/rows, extent)`` (channels c) whose reads fell off a row of x
@@ -588,6 +588,13 @@ class Flat(Layout):
         return _gradient(self._inside, self._images(dxc, g)[(slice(None), slice(None)) + self._data(g)], g)
 
 
+@functools.lru_cache(maxsize=PLANS)
+def _flat_runs(layout: Flat, g, span: int) -> tuple:
+    """:meth:`Flat._runs` of a tile of ``span`` columns, computed once."""
+    extent = span + (layout.rows(g) - 1) * layout._shift(g)
+    return tuple((k, slice(start, start + extent)) for k, start in enumerate(layout.grid(g).starts[: _row_offsets(g)]))
+
+
 def _kernel_rows(g) -> int:
     """The flat layout's products per tile: one per kernel row in 2-D and 3-D. In 1-D the kernel is cut
     into k/b rows of b offsets, b the smallest divisor ≥ 3 of k that still gives each product
@@ -653,7 +660,7 @@ def _transposed(source: np.ndarray, target: np.ndarray) -> None:
 
 def _buffer(shape, dtype, slot: int | None) -> np.ndarray:
     """Scratch of ``shape`` in ``slot``, or a new array when ``slot`` is None (to be kept)."""
-    return np.empty(shape, dtype) if slot is None else scratch(math.prod(shape), dtype, slot).reshape(shape)
+    return aligned_empty(shape, dtype) if slot is None else scratch(math.prod(shape), dtype, slot).reshape(shape)
 
 
 def chunk_limit() -> int:
@@ -795,8 +802,6 @@ def choose_layout(g, need_dx: bool = True) -> Layout:
     """
     return _layout(g, need_dx, get_workspace_limit())
 
-
-PLANS = 512  # decisions cached per geometry (the layout, its tiles, the dx correlation's geometry)
 
 
 @functools.lru_cache(maxsize=PLANS)
@@ -1091,14 +1096,16 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
     tiles = _whole_batch(layout, g) if kept is not None else None
     if tiles is None:
         kept, tiles = None, tiles_of(layout, g, int(need_dx) + int(need_dw))
-    W, M = _weight_rows(w, g, layout.rows(g)), product_rows(g)  # dW's products take M ≥ C_out/G rows
+    rows, M = layout.rows(g), product_rows(g)  # dW's products take M ≥ C_out/G rows
+    W = _weight_rows(w, g, rows) if need_dx else None
+    filters, K = g.out_channels // g.groups, g.in_channels // g.groups * math.prod(g.kernel) // rows
     dyc = layout.grad_output(dy, g, g.groups * M) if dyc is None else dyc
     xc = layout.arranged(x, g) if need_dw and kept is None else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
-    dW = np.zeros(W.shape[:2] + (W.shape[3], M), dtype=g.dtype) if need_dw else None  # transposed (see above)
+    dW = np.zeros((rows, g.groups, K, M), dtype=g.dtype) if need_dw else None  # transposed (see above)
     for t in tiles:
         padded = _as_matrix(layout.tile_output(dyc, t), g.groups, t.columns)  # (G, M, columns)
-        dY = padded[:, : W.shape[2]]  # (G, C_out/G, columns)
+        dY = padded[:, : filters]  # (G, C_out/G, columns)
         if need_dw:
             cols = kept if kept is not None else layout.im2col(layout.tile_input(xc, t), g, t)
             with np.errstate(invalid="ignore"):  # a zero row of dY times an inf of x: NaN in a row dropped
@@ -1115,7 +1122,7 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
                     part += np.matmul(W_row.swapaxes(-1, -2), dY)
             layout.col2im(dcols, layout.tile_input(dxc, t), g, t)
     dx = layout.input_gradient(dxc, g) if need_dx else None
-    dw = _weight_from_rows(dW[..., : W.shape[2]].swapaxes(-1, -2), g, w.shape) if need_dw else None
+    dw = _weight_from_rows(dW[..., : filters].swapaxes(-1, -2), g, w.shape) if need_dw else None
     if isinstance(layout, Flat) and grid_made_nan(dw, x):
         dw = products(dy, x, w, g, False, True, chosen=(_row_layout(g, need_dx), None))[1]
     return dx, dw
