@@ -536,3 +536,59 @@ def test_phase_copies_place_every_padded_position_once():
         placed += zip(range(n)[read], range(stored.start, stored.stop))
     assert sorted(r for r, _ in placed) == list(range(n))
     assert all(target == ((r + lo) % s) * q + (r + lo) // s for r, target in placed)
+
+
+BY_IMAGE = {  # (case, layout forced): images inside, each image's product small (gemm.by_image)
+    "a first layer (one channel, 5x5)": (Case((6, 1, 12, 12), (6, 1, 5, 5), True, dict()), "images inside"),
+    "groups, padding, no bias": (Case((3, 6, 7, 9), (9, 2, 3, 2), False, dict(groups=3, padding=1)), "images inside"),
+    "stride 2 (phased), dilation": (Case((4, 3, 11, 10), (5, 3, 3, 3), True, dict(stride=2, dilation=(1, 2), padding=2)),
+                                    "images inside, phased"),
+    "reflect, 1-D": (Case((5, 2, 13), (4, 2, 3), True, dict(padding=2, padding_mode="reflect")), "images inside"),
+    "3-D, (lo, hi) pairs": (Case((2, 2, 4, 5, 6), (3, 2, 2, 3, 2), True, dict(padding=((1, 0), (0, 2), 1))), "images inside"),
+}
+
+
+def _spy_by_image(monkeypatch) -> list:
+    calls = []
+    for name in ("_forward_by_image", "_products_by_image"):
+        original = getattr(gemm, name)
+        monkeypatch.setattr(gemm, name, lambda *a, _name=name, _f=original, **k: calls.append(_name) or _f(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("name", BY_IMAGE)
+def test_products_image_by_image_match_torch(name, monkeypatch):
+    """Images inside with each image's product small: the products run image by image between the im2col
+    matrix and y, dy in their own layout (gemm.by_image), forward, dW and dx by col2im, against PyTorch."""
+    case, layout = BY_IMAGE[name]
+    calls = _spy_by_image(monkeypatch)
+    check_forced(case, layout, len(name), correlate=False)
+    assert calls == ["_forward_by_image", "_products_by_image"]
+
+
+def test_products_run_whole_where_an_image_is_not_small(monkeypatch):
+    """Past the small-product bound (lowered here), or with more filters than output positions, the
+    products take the whole tile, and the result is the same."""
+    calls = _spy_by_image(monkeypatch)
+    check_forced(Case((6, 1, 12, 12), (6, 1, 5, 5), True, dict()), "images inside", 1, False, SMALL_PRODUCT=6 * 25 * 64 - 1)
+    check_forced(Case((3, 2, 5, 5), (12, 2, 3, 3), True, dict()), "images inside", 2, False)  # 12 filters, 9 positions
+    assert calls == []
+
+
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_first_layer_module_image_by_image_matches_torch_autograd(contiguous, monkeypatch):
+    """A training Conv2d wanting no dx (a first layer, images inside) runs its forward and dW image by
+    image from the kept columns, for dy as the next layer hands it or a strided view; y, dW and db
+    against PyTorch's autograd in float64."""
+    rng = np.random.default_rng(7)
+    module = cg.nn.Conv2d(2, 4, 3, stride=1, padding=1, dtype=np.float64)
+    module._expect_input_grad(False)
+    x = rng.normal(size=(5, 2, 9, 7))
+    calls = _spy_by_image(monkeypatch)
+    y = module(x)
+    dy = rng.normal(size=y.shape) if contiguous else rng.normal(size=y.shape[:3] + (2 * y.shape[3],))[..., ::2]
+    assert module.backward(dy, input_grad=False) is None
+    assert calls == ["_forward_by_image", "_products_by_image"]
+    ref_y, _, ref_dw, ref_db = oracle.conv(x, module.weight.data, module.bias.data, dy, padding=1)
+    assert rel_error(y, ref_y) < 1e-12
+    assert rel_error(module.weight.grad, ref_dw) < 1e-12 and rel_error(module.bias.grad, ref_db) < 1e-12

@@ -247,3 +247,43 @@ def test_depthwise_module_keeps_no_arrangement_beyond_the_workspace_limit():
         dx = module.backward(dy)
     for got, want in zip((dx, module.weight.grad, module.bias.grad), _torch_grads(x, module, dy)):
         assert rel_error(got, want) < 1e-12
+
+
+@pytest.mark.parametrize("count", [1, 7, 1000, 123457])
+def test_scratch_and_kept_arrays_start_on_a_cache_line(count):
+    """Scratch buffers and arrays kept between calls start on a 64-byte line (OpenBLAS reads a product's
+    operands faster there), whatever malloc returned; a kept array is a fresh buffer of the asked shape."""
+    for slot in range(3):
+        buffer = _workspace.scratch(count, np.float32, slot)
+        assert buffer.ctypes.data % 64 == 0 and buffer.size == count and buffer.dtype == np.float32
+    kept = [_workspace.aligned_empty((count, 3), np.float64) for _ in range(4)]
+    assert all(a.ctypes.data % 64 == 0 and a.shape == (count, 3) and a.dtype == np.float64 for a in kept)
+    kept[0][...] = 1.0
+    assert not np.shares_memory(kept[0], kept[1])
+    _workspace.release()
+
+
+def test_training_module_keeps_aligned_columns():
+    module = cg.nn.Conv2d(1, 6, 5)
+    module._expect_input_grad(False)
+    module(np.ones((3, 1, 28, 28), np.float32))
+    cols = module._saved["columns"][2]
+    assert cols.ctypes.data % 64 == 0
+
+
+def test_cached_layout_and_tiles_follow_the_workspace_limit_and_chunk_size(monkeypatch):
+    """gemm computes its layout and tiles once per geometry, but a new workspace limit or chunk size is
+    a new key: the flat layout is refused when one image's matrix no longer fits, and tiles shrink."""
+    x, w = np.ones((8, 16, 20, 20), np.float32), np.ones((16, 16, 3, 3), np.float32)
+    g = conv_geometry("t", x, w, None, 1, 1, 1, 1, "zeros")[0]
+    assert isinstance(gemm.choose_layout(g), gemm.Flat)
+    with cg.workspace_limit(16 * 1024):  # less than one image's im2col matrix
+        assert not isinstance(gemm.choose_layout(g), gemm.Flat)
+    layout = gemm.choose_layout(g)
+    assert isinstance(layout, gemm.Flat)
+    whole = gemm.tiles_of(layout, g)
+    monkeypatch.setattr(gemm, "CHUNK_BYTES", 16 * 3 * 22 * 20 * 4 * 2)  # two images' matrices
+    assert len(gemm.tiles_of(layout, g)) == 4 and len(whole) == 1
+    y = cg.conv(x, w, padding=1)
+    monkeypatch.undo()
+    assert rel_error(y, cg.conv(x, w, padding=1)) < 1e-6  # four tiles against one
