@@ -7,8 +7,8 @@ shows what was expected against what was given.
 
 from __future__ import annotations
 
-import numbers
 import functools
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
 

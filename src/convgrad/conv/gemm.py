@@ -26,6 +26,10 @@ output row (images inside), of one output row times the batch (images innermost,
 short rows, at the price of a transpose of the input and output, done as 2-D transposes in tiles
 that stay in cache), or of a whole chunk of images (flat).
 
+Where each image's product is small (images inside, a network's first layers: :func:`by_image`), the
+products run image by image in OpenBLAS's small-matrix kernel, reading and writing y and dy in their
+own ``(N, C, *S)`` layout.
+
 For a stride-1 convolution whose padded input is not much larger than its output, the input
 gradient is computed instead as the notes derive it: a forward correlation of the padded dy with the
 rotated kernel (another im2col and product, no col2im); :func:`correlate_input_grad` decides.
@@ -801,7 +805,6 @@ def choose_layout(g, need_dx: bool = True) -> Layout:
     Computed once per geometry and workspace limit (``PLANS`` of them cached).
     """
     return _layout(g, need_dx, get_workspace_limit())
-
 
 
 @functools.lru_cache(maxsize=PLANS)
