@@ -567,8 +567,8 @@ def test_products_image_by_image_match_torch(name, monkeypatch):
 
 
 def test_products_run_whole_where_an_image_is_not_small(monkeypatch):
-    """Past the small-product bound (lowered here), or with more filters than output positions, the
-    products take the whole tile, and the result is the same."""
+    """Past the small-product bound (lowered here), or with more than twice as many filters as output
+    positions, the products take the whole tile, and the result is the same."""
     calls = _spy_by_image(monkeypatch)
     check_forced(Case((6, 1, 12, 12), (6, 1, 5, 5), True, dict()), "images inside", 1, False, SMALL_PRODUCT=6 * 25 * 64 - 1)
     check_forced(Case((3, 2, 5, 5), (19, 2, 3, 3), True, dict()), "images inside", 2, False)  # 19 filters, 9 positions
