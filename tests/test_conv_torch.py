@@ -592,3 +592,25 @@ def test_first_layer_module_image_by_image_matches_torch_autograd(contiguous, mo
     ref_y, _, ref_dw, ref_db = oracle.conv(x, module.weight.data, module.bias.data, dy, padding=1)
     assert rel_error(y, ref_y) < 1e-12
     assert rel_error(module.weight.grad, ref_dw) < 1e-12 and rel_error(module.bias.grad, ref_db) < 1e-12
+
+
+STAGED = {  # images inside, short rows, stride 1 along the last dim: im2col through a stage (gemm._staged_im2col)
+    "a first layer (one channel, 5x5)": (Case((3, 1, 12, 11), (4, 1, 5, 5), True, dict()), {}),
+    "stride 2 in the first dim, dilation, padding": (Case((2, 3, 13, 9), (4, 3, 3, 2), True,
+                                                      dict(stride=(2, 1), dilation=(2, 3), padding=(1, 2))), {}),
+    "one output row per tile (row bands)": (Case((2, 2, 9, 8), (3, 2, 3, 3), False, dict(padding=1)), dict(CHUNK_BYTES=1)),
+    "3-D, groups, replicate": (Case((2, 4, 5, 6, 7), (4, 2, 2, 3, 3), True,
+                                    dict(groups=2, padding=1, padding_mode="replicate")), {}),
+}
+
+
+@pytest.mark.parametrize("name", STAGED)
+def test_staged_im2col_matches_torch(name, monkeypatch):
+    """Images inside with short rows and stride 1 along the last dim build im2col in two copies through a
+    stage (the last dim's offsets first, then whole output planes): against PyTorch, with the stage used."""
+    case, constants = STAGED[name]
+    staged = []
+    original = gemm._staged_im2col
+    monkeypatch.setattr(gemm, "_staged_im2col", lambda *a: staged.append(1) or original(*a))
+    check_forced(case, "images inside", len(name), correlate=False, **constants)
+    assert staged

@@ -9,7 +9,8 @@ shifted views of it). For a chunk of the work the im2col matrix is
 ``cols (C_in·K, columns)``, K = prod(kernel), one column per (image, output position) of the chunk:
 row ``(c, offset)`` holds the input element that kernel ``offset`` of channel c meets there. It is
 built by a loop over the K kernel offsets, each one strided slice copy (no fancy indexing, no
-per-pixel Python). The rows of one group are contiguous, so per group and chunk there is a single
+per-pixel Python; for short rows with images inside, in two copies through a stage:
+:func:`_staged_im2col`). The rows of one group are contiguous, so per group and chunk there is a single
 large matrix product:
 
     y_g   = W_g (C_out/G, C_in/G·K)  @ cols_g  (C_in/G·K, columns)
@@ -210,6 +211,9 @@ class Layout:
         scratch buffer (a new array when ``slot`` is None); zeros where a window meets the padding."""
         cols_shape = (xc.shape[0],) + g.kernel + self.shape(1, t.count, t.out_size)[1:]
         cols = _buffer(cols_shape, g.dtype, slot)
+        if _staged(self, g):
+            self.each_channel(lambda c: _staged_im2col(xc, cols[c], g, t, c), cols_shape[0], cols.size)
+            return cols.reshape(g.groups, -1, t.columns)
         windows = self._windows(g, t)
 
         def job(c: slice) -> None:
@@ -704,6 +708,33 @@ def _centre(g, inner, size) -> tuple:
     if size == inner:
         return (slice(None),) * g.nd
     return tuple(slice(lo, lo + n) for (lo, _), n in zip(g.pads, g.in_size))
+
+
+def _staged(layout: Layout, g) -> bool:
+    """Whether images-inside im2col goes through a stage (:func:`_staged_im2col`): 2-D and 3-D, stride 1
+    and more than one offset along the last dim, output rows shorter than ``SHORT_ROW``."""
+    return (type(layout) is Layout and not layout.innermost and g.nd > 1 and g.stride[-1] == 1
+            and g.kernel[-1] > 1 and g.out_size[-1] < SHORT_ROW and g.dtype != object)
+
+
+def _staged_im2col(xc: np.ndarray, cols: np.ndarray, g, t: Tile, c: slice) -> None:
+    """Tile t's ``cols (C, *k, count, *O)`` of channels c, images inside, in two copies instead of one per
+    kernel offset with runs of one output row: first, per offset j of the last dim, the columns it reads
+    from every stored row, into a stage ``(C, k_last, count, *P', O_last)`` (P' the stored size of the
+    other dims); then per offset of the other dims, all last-dim offsets at once from the stage, runs of
+    whole output planes where the first dims have stride 1. LeNet-5's first layer: 249 -> 181 µs."""
+    images = xc[c, t.batch]  # (C, count, *P)
+    last, d, wide = g.kernel[-1], g.dilation[-1], t.out_size[-1]
+    shape = images.shape[:1] + (last,) + images.shape[1:-1] + (wide,)
+    stage = scratch(math.prod(shape), g.dtype, SLOT_STAGE).reshape(shape)
+    for j in range(last):
+        stage[:, j] = images[..., j * d: j * d + wide]
+    everything = (slice(None),) * 3
+    for offset in kernel_offsets(g.kernel[:-1]):
+        rows = tuple(slice(first, first + (o - 1) * s + 1, s) for first, o, s in
+                     ((((t.rows.start if i == 0 else 0) * s) + k * dd, o, s)
+                      for i, (k, dd, s, o) in enumerate(zip(offset, g.dilation, g.stride, t.out_size))))
+        cols[(slice(None),) + offset] = stage[everything + rows]
 
 
 @functools.lru_cache(maxsize=256)
