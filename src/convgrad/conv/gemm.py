@@ -731,10 +731,11 @@ def _staged_im2col(xc: np.ndarray, cols: np.ndarray, g, t: Tile, c: slice) -> No
         stage[:, j] = images[..., j * d: j * d + wide]
     everything = (slice(None),) * 3
     for offset in kernel_offsets(g.kernel[:-1]):
-        rows = tuple(slice(first, first + (o - 1) * s + 1, s) for first, o, s in
-                     ((((t.rows.start if i == 0 else 0) * s) + k * dd, o, s)
-                      for i, (k, dd, s, o) in enumerate(zip(offset, g.dilation, g.stride, t.out_size))))
-        cols[(slice(None),) + offset] = stage[everything + rows]
+        rows = []
+        for i, (k, dd, s, o) in enumerate(zip(offset, g.dilation, g.stride, t.out_size)):
+            first = k * dd + (t.rows.start * s if i == 0 else 0)  # the stored row of the tile's first output
+            rows.append(slice(first, first + (o - 1) * s + 1, s))
+        cols[(slice(None),) + offset] = stage[everything + tuple(rows)]
 
 
 @functools.lru_cache(maxsize=256)
