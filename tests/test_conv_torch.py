@@ -548,12 +548,17 @@ BY_IMAGE = {  # (case, layout forced): images inside, each image's product small
 }
 
 
-def _spy_by_image(monkeypatch) -> list:
+def _spy(monkeypatch, *names) -> list:
+    """The names of gemm's functions ``names`` in the order they are called from now on."""
     calls = []
-    for name in ("_forward_by_image", "_products_by_image"):
+    for name in names:
         original = getattr(gemm, name)
         monkeypatch.setattr(gemm, name, lambda *a, _name=name, _f=original, **k: calls.append(_name) or _f(*a, **k))
     return calls
+
+
+def _spy_by_image(monkeypatch) -> list:
+    return _spy(monkeypatch, "_forward_by_image", "_products_by_image")
 
 
 @pytest.mark.parametrize("name", BY_IMAGE)
@@ -609,8 +614,6 @@ def test_staged_im2col_matches_torch(name, monkeypatch):
     """Images inside with short rows and stride 1 along the last dim build im2col in two copies through a
     stage (the last dim's offsets first, then whole output planes): against PyTorch, with the stage used."""
     case, constants = STAGED[name]
-    staged = []
-    original = gemm._staged_im2col
-    monkeypatch.setattr(gemm, "_staged_im2col", lambda *a: staged.append(1) or original(*a))
+    staged = _spy(monkeypatch, "_staged_im2col")
     check_forced(case, "images inside", len(name), correlate=False, **constants)
     assert staged

@@ -44,6 +44,13 @@ class Algorithm:
         return f"<convgrad algorithm {self.name!r}>"
 
 
+def take_kept(saved: dict | None, key: str, identity: tuple):
+    """What a training module's forward kept under ``key`` as ``identity + (value,)`` (taken out of
+    ``saved``): the value when its identity (the geometry, and what else it depends on) matches, else None."""
+    kept = saved.pop(key, None) if saved else None
+    return kept[-1] if kept is not None and kept[:-1] == identity else None
+
+
 def run_forward(algorithm: Algorithm, x, w, b, g: ConvGeometry, saved: dict | None) -> np.ndarray:
     """``algorithm.forward``, handing it ``saved`` when it takes one."""
     if saved is not None and algorithm.saves:

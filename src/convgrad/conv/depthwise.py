@@ -27,13 +27,12 @@ import math
 
 import numpy as np
 
-from .._config import get_workspace_limit
 from .._parallel import over_channels
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
-from .base import Algorithm, bias_grad, grid_made_nan, padded, unpadded
-from .gemm import (KEEP_BYTES, SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, _flat_strides,
-                   input_grad_as_correlation, shared_grad_output)
+from .base import Algorithm, bias_grad, grid_made_nan, padded, take_kept, unpadded
+from .gemm import (SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, _flat_strides, input_grad_as_correlation,
+                   keep_limit, shared_grad_output)
 
 CACHE_BYTES = 1 << 20  # per thread: the images of one chunk, over its channels, stay in L2
 RUN = 1 << 18  # elements per multiply-add in the flat form: few, long calls (each costs microseconds; measured best)
@@ -87,8 +86,7 @@ class Depthwise(Algorithm):
 
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None):
         db = bias_grad(dy) if need_db else None
-        kept = saved.pop("arranged", None) if saved else None
-        rows = kept[1] if kept is not None and kept[0] == g else None
+        rows = take_kept(saved, "arranged", (g,))  # x in the flat layout, from the forward
         if not _flat(g):
             return self._strided_backward(dy, x, w, g, need_dx, need_dw) + (db,)
         one = g.out_channels == g.in_channels  # dx is then a depthwise correlation too
@@ -130,8 +128,7 @@ class Depthwise(Algorithm):
 def _keeps(saved: dict | None, g) -> bool:
     """Whether a training module's forward keeps x's flat arrangement for dW (within gemm's
     ``KEEP_BYTES`` and the workspace limit): the backward then copies x no second time."""
-    nbytes = math.prod(_layout(g).rows_shape(g)) * g.dtype.itemsize
-    return saved is not None and nbytes <= min(KEEP_BYTES, get_workspace_limit())
+    return saved is not None and math.prod(_layout(g).rows_shape(g)) * g.dtype.itemsize <= keep_limit()
 
 
 def _flat(g) -> bool:

@@ -57,7 +57,7 @@ from .._padding import pad
 from .._parallel import over_channels
 from .._windows import kernel_offsets
 from .._workspace import aligned_empty, scratch
-from .base import Algorithm, bias_grad, dilate, grid_made_nan, grouped, unpadded
+from .base import Algorithm, bias_grad, dilate, grid_made_nan, grouped, take_kept, unpadded
 
 CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
 TRANSPOSE_TILE = 8192  # elements per tile of a transpose done as a 2-D one (32 KiB of float32, in cache both ways)
@@ -676,6 +676,12 @@ def chunk_limit() -> int:
     return min(CHUNK_BYTES, get_workspace_limit())
 
 
+def keep_limit() -> int:
+    """Bytes a training module may keep from its forward for its backward: ``KEEP_BYTES``, or the
+    workspace limit when smaller."""
+    return min(KEEP_BYTES, get_workspace_limit())
+
+
 def _flat_strides(size) -> tuple[int, ...]:
     """Element strides of a C-ordered array of spatial ``size``."""
     return tuple(math.prod(size[i + 1:]) for i in range(len(size)))
@@ -836,11 +842,11 @@ def choose_layout(g, need_dx: bool = True) -> Layout:
     (32,3,3,3) (with dx, innermost wins the first two: 2.5-2.7 against 2.6-2.8, 10.5 against 11.0).
     Computed once per geometry and workspace limit (``PLANS`` of them cached).
     """
-    return _layout(g, need_dx, get_workspace_limit())
+    return _choose_layout(g, need_dx, get_workspace_limit())
 
 
 @functools.lru_cache(maxsize=PLANS)
-def _layout(g, need_dx: bool, workspace_limit: int) -> Layout:
+def _choose_layout(g, need_dx: bool, workspace_limit: int) -> Layout:
     """:func:`choose_layout`; ``workspace_limit`` keys the cache (:meth:`Flat.suits` reads it)."""
     masked = maskable(g)
     if Flat.suits(g, masked):
@@ -1018,20 +1024,26 @@ def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None =
     of x for dW; ``saved["input_grad"]`` (default True) says whether the backward is expected to want
     dx, which the layout depends on. ``arranged``: x already in the layout :func:`choose_layout` picks for ``g``.
     """
-    layout, M = choose_layout(g, saved is None or saved.get("input_grad", True)), product_rows(g)
-    W = _padded_rows(_weight_rows(w, g, layout.rows(g)), M)  # (rows, G, M, C_in/G·K/rows), M ≥ C_out/G
+    layout = choose_layout(g, saved is None or saved.get("input_grad", True))
     xc = layout.arranged(x, g) if arranged is None else arranged
     whole = _whole_batch(layout, g) if saved is not None else None
-    keep = whole is not None
     tiles = whole or tiles_of(layout, g)
-    if by_image(layout, g, tiles):
-        y, cols = _forward_by_image(xc, W[0, :, : g.out_channels // g.groups], b, layout, g, tiles, keep)
-        if keep:
-            saved["columns"] = (g, layout, cols)
-        return y
+    run = _forward_by_image if by_image(layout, g, tiles) else _forward_by_tile
+    y, cols = run(xc, _weight_rows(w, g, layout.rows(g)), b, layout, g, tiles, whole is not None)
+    if whole is not None:
+        saved["columns"] = (g, layout, cols)
+    return y
+
+
+def _forward_by_tile(xc, W, b, layout: Layout, g, tiles, keep: bool) -> tuple:
+    """(y ``(N, C_out, *O)``, the last tile's im2col matrix): per tile, im2col and one product per group
+    (per kernel row in the flat layout, or one stacked: :func:`_stacked`) into the layout's output, with
+    W ``(rows, G, C_out/G, K/rows)`` padded to :func:`product_rows`; then y copied out of the layout."""
+    M = product_rows(g)
+    W = _padded_rows(W, M)  # M ≥ C_out/G rows, the extra ones zero
     yc = layout.output_buffer(g.groups * M, g, SLOT_OUTPUT)  # the rows past C_out are never read
     bias = None if b is None else _padded_rows(b.reshape(g.groups, -1, 1), M)  # added to each tile's product while in cache
-    stack = _stacked(W, layout, g)
+    stack, cols = _stacked(W, layout, g), None
     for t in tiles:
         cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)
         target = layout.tile_output(yc, t)
@@ -1050,9 +1062,7 @@ def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None =
             product += bias
         if not through:
             target[...] = product.reshape(target.shape)
-    if keep:
-        saved["columns"] = (g, layout, cols)
-    return layout.output(yc, g)
+    return layout.output(yc, g), cols
 
 
 def by_image(layout: Layout, g, tiles) -> bool:
@@ -1080,9 +1090,9 @@ def _images(matrix: np.ndarray, t: Tile) -> np.ndarray:
 
 
 def _forward_by_image(xc, W, b, layout: Layout, g, tiles, keep: bool) -> tuple:
-    """(y ``(N, C_out, *O)``, the last tile's im2col matrix) by :func:`by_image`'s products: W ``(G, C_out/G, K)``
-    times each image's columns, written into y; the bias added while the tile is in cache."""
-    y = np.empty(g.y_shape, dtype=g.dtype)
+    """(y ``(N, C_out, *O)``, the last tile's im2col matrix) by :func:`by_image`'s products: W ``(1, G,
+    C_out/G, K)`` times each image's columns, written into y; the bias added while the tile is in cache."""
+    W, y = W[0], np.empty(g.y_shape, dtype=g.dtype)
     bias = None if b is None else b.reshape(g.groups, -1, 1)
     for t in tiles:
         cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)
@@ -1176,14 +1186,8 @@ def _accumulate_product(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
 
 def _whole_batch(layout: Layout, g) -> tuple[Tile, ...] | None:
     """The one tile of the whole batch when its im2col matrix may be kept (``KEEP_BYTES``), else None."""
-    whole = tiles_of(layout, g, limit=min(KEEP_BYTES, get_workspace_limit()))
+    whole = tiles_of(layout, g, limit=keep_limit())
     return whole if len(whole) == 1 else None
-
-
-def _saved_columns(saved: dict | None, g, layout: Layout):
-    """The im2col matrix :func:`forward` kept for this geometry and layout (taken out of ``saved``), or None."""
-    kept = saved.pop("columns", None) if saved else None
-    return kept[2] if kept is not None and kept[:2] == (g, layout) else None
 
 
 def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = None, chosen=None):
@@ -1193,18 +1197,17 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
     caller has them. A flat layout's dW whose grid made a NaN (:func:`grid_made_nan`) is computed again
     in the row layout."""
     layout, dyc = chosen or (choose_layout(g, need_dx), None)
-    kept = _saved_columns(saved, g, layout) if need_dw else None
+    kept = take_kept(saved, "columns", (g, layout)) if need_dw else None  # forward's im2col matrix
     tiles = _whole_batch(layout, g) if kept is not None else None
     if tiles is None:
         kept, tiles = None, tiles_of(layout, g, int(need_dx) + int(need_dw))
+    xc = layout.arranged(x, g) if need_dw and kept is None else None
     if by_image(layout, g, tiles):
-        xc = layout.arranged(x, g) if need_dw and kept is None else None
         return _products_by_image(dy, xc, kept, w, g, layout, tiles, need_dx, need_dw)
     rows, M = layout.rows(g), product_rows(g)  # dW's products take M ≥ C_out/G rows
     W = _weight_rows(w, g, rows) if need_dx else None
     filters, K = g.out_channels // g.groups, g.in_channels // g.groups * math.prod(g.kernel) // rows
     dyc = layout.grad_output(dy, g, g.groups * M) if dyc is None else dyc
-    xc = layout.arranged(x, g) if need_dw and kept is None else None
     dxc = layout.input_grad_buffer(g) if need_dx else None
     dW = np.zeros((rows, g.groups, K, M), dtype=g.dtype) if need_dw else None  # transposed (see above)
     for t in tiles:
