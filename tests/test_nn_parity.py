@@ -202,3 +202,44 @@ def test_zero_grad_train_eval_and_parameters():
     model.eval()
     assert not any(m.training for m in model.modules())
     assert np.array_equal(model(np.ones((1, 3), np.float32)), model[0](np.ones((1, 3), np.float32)))
+
+
+@pytest.mark.parametrize("conv, pool, shape", [
+    (nn.Conv1d(2, 3, 3, padding=1), nn.MaxPool1d(2), (4, 2, 12)),
+    (nn.Conv1d(2, 3, 3, padding=1), nn.MaxPool1d(3, stride=2, padding=1, dilation=2, ceil_mode=True), (4, 2, 13)),
+    (nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2), (3, 2, 8, 8)),
+    (nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d((3, 2), stride=(2, 1), padding=1), (3, 2, 7, 6)),
+    (nn.Conv3d(2, 2, 3, padding=1), nn.MaxPool3d(2, ceil_mode=True), (2, 2, 5, 4, 4)),
+], ids=["1d-2", "1d-overlapping", "2d-2", "2d-overlapping", "3d-ceil"])
+@pytest.mark.parametrize("nan", [False, True], ids=["ties", "ties-and-nan"])
+def test_relu_before_max_pool_runs_after_it_with_torchs_values_and_gradients(conv, pool, shape, nan):
+    """A ReLU followed by a max pool runs after it (on the pooled array: ReLU saw the pooled shape),
+    with PyTorch's output and gradients exactly, where integer weights and inputs make many ties,
+    windows of only negative numbers and exact zeros (and a NaN, which wins its windows)."""
+    model = nn.Sequential(conv, nn.ReLU(), pool).to(np.float64)
+    rng = np.random.default_rng(0)
+    model[0].weight.data[...] = rng.integers(-1, 2, size=model[0].weight.shape)
+    model[0].bias.data[...] = rng.integers(-1, 2, size=model[0].bias.shape)
+    x = rng.integers(-1, 2, size=shape).astype(np.float64)
+    if nan:
+        x[0, 0, 2] = np.nan
+    twin, xt = torch_twin(model), torch.tensor(x, requires_grad=True)
+    y, yt = model(x), twin(xt)
+    assert model[1]._x.shape == y.shape  # the ReLU ran second, on the pooled array
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    dy = rng.integers(1, 4, size=y.shape).astype(np.float64)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_array_equal(model.backward(dy), xt.grad.numpy())
+    np.testing.assert_array_equal(model[0].weight.grad, twin[0].weight.grad.numpy())
+    np.testing.assert_array_equal(model[0].bias.grad, twin[0].bias.grad.numpy())
+
+
+def test_only_relu_before_max_pool_changes_order():
+    """ReLU before an average pool (which it does not commute with) and a max pool before a ReLU run as given."""
+    x = np.random.default_rng(1).normal(size=(2, 3, 4, 4))
+    for model in (nn.Sequential(nn.ReLU(), nn.AvgPool2d(2)), nn.Sequential(nn.MaxPool2d(2), nn.ReLU()),
+                  nn.Sequential(nn.LeakyReLU(0.1), nn.MaxPool2d(2))):
+        model.to(np.float64)
+        np.testing.assert_allclose(model(x), torch_twin(model)(torch.tensor(x)).numpy(), rtol=1e-12)
+        relu = model[1] if isinstance(model[0], nn.MaxPool2d) else model[0]
+        assert relu._x.shape == ((2, 3, 2, 2) if isinstance(model[0], nn.MaxPool2d) else x.shape)

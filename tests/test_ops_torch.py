@@ -39,11 +39,12 @@ ACTIVATIONS = [
 def test_activations(op, back, ref, rng):
     x = rng.normal(size=(3, 4, 5))
     x[0, 0, :2] = 0.0  # the kink: PyTorch's gradient there is 0 (relu) or the slope (leaky)
+    x[1, 1, :2] = [np.nan, -np.nan]  # not ≤ 0: PyTorch passes dy (relu) or slope·dy (leaky)
     dy = rng.normal(size=x.shape)
     xt = _t(x)
     yt = ref(xt)
     yt.backward(torch.tensor(dy))
-    assert rel_error(op(x), yt.detach().numpy()) < TOL
+    np.testing.assert_allclose(op(x), yt.detach().numpy(), rtol=1e-14)
     np.testing.assert_allclose(back(dy, x), xt.grad.numpy(), rtol=1e-14)
 
 

@@ -50,13 +50,16 @@ def relu(x):
 
 
 def relu_backward(dy, x):
-    """dy where x > 0, else 0 (the gradient at exactly 0 is 0, as in PyTorch).
+    """dy where x ≤ 0 is false, else 0: the gradient at exactly 0 is 0 and at NaN is dy, as in PyTorch
+    (whose ``threshold_backward`` zeroes where x ≤ 0).
 
-    Computed as ``dy · (x > 0)``, ten times faster than ``np.where`` here; the one difference from
+    Computed as ``dy · not(x ≤ 0)``, ten times faster than ``np.where`` here; the one difference from
     PyTorch is that a NaN in dy where x ≤ 0 stays NaN instead of becoming 0.
     """
     dy, x, dtype = _pair("relu_backward", dy, x)
-    return (dy * (x > 0)).astype(dtype, copy=False)
+    passes = np.less_equal(x, 0)
+    np.logical_not(passes, out=passes)
+    return (dy * passes).astype(dtype, copy=False)
 
 
 def leaky_relu(x, negative_slope=0.01):
