@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from strategies import ALGORITHMS, GENERAL, Case, conv_cases, examples, supports
 
 import convgrad as cg
+from convgrad import _blas
 from convgrad._args import conv_geometry
 from convgrad.conv import gemm
 from convgrad.gradcheck import rel_error
@@ -379,15 +380,25 @@ def test_flat_layout_one_image_per_tile_matches_torch(name, correlate, flat):
     check_forced(SHARED_PADDING[name], flat, len(name), correlate, CHUNK_BYTES=1)
 
 
-@pytest.mark.parametrize("staged", [True, False])
+@pytest.mark.parametrize("copies", ["blas", "tiles", "staged tiles"])
 @pytest.mark.parametrize("x_shape, w_shape, padding", [((3, 2, 5, 4), (3, 2, 2, 3), 0), ((9, 1, 2, 3), (2, 1, 1, 2), 0),
                                                        ((3, 2, 5, 4), (3, 2, 2, 3), (1, 2))])
-def test_innermost_transposes_in_small_tiles_match_torch(x_shape, w_shape, padding, staged):
-    """Images innermost with tiles of 3 elements: the 2-D transposes of x, dy, y and dx run over many
-    ragged tiles, along the images (more images than channel positions) or along the positions, each
-    tile staged in scratch (as for a row stride of 4 KiB) or not; a padded x goes through scratch."""
+def test_innermost_transposes_match_torch(x_shape, w_shape, padding, copies):
+    """Images innermost: the 2-D transposes of x, dy, y and dx by NumPy's BLAS (spied: every one of
+    them, where it has the routine), or by NumPy in tiles of 3 elements, many ragged tiles along the
+    images (more images than channel positions) or along the positions, each tile staged in scratch
+    (as for a row stride of 4 KiB) or not; a padded x goes through scratch."""
+    calls = []
+
+    def spied(source, target):
+        calls.append(_blas.transpose(source, target))
+        return calls[-1]
+
+    patched = dict(transpose=spied, BLAS_TRANSPOSE=0) if copies == "blas" else dict(transpose=lambda source, target: False)
     check_forced(Case(x_shape, w_shape, True, dict(padding=padding)), "images innermost", x_shape[0], False,
-                 TRANSPOSE_TILE=3, ALIASED_STRIDE=8 if staged else 1 << 40)
+                 TRANSPOSE_TILE=3, ALIASED_STRIDE=8 if copies == "staged tiles" else 1 << 40, **patched)
+    if copies == "blas":
+        assert len(calls) >= 4 and all(calls) == _blas.available(np.float64)
 
 
 VIRTUAL_PADDING = {
