@@ -63,3 +63,54 @@ def test_refuses_what_blas_cannot_describe_and_leaves_the_target(name):
 
 def test_empty_is_done():
     assert _blas.transpose(np.empty((0, 3), np.float32), np.empty((3, 0), np.float32))
+
+
+def _products(dtype):
+    """(a, b, out) views as gemm's callers pass them: transposed operands, a window of columns, rows spaced out."""
+    rng = np.random.default_rng(4)
+
+    def normal(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    wide = normal(2, 7, 40)
+    return {
+        "2-D": (normal(5, 7), normal(7, 9), np.zeros((5, 9), dtype)),
+        "columns window, out rows spaced": (normal(3, 7), wide[0, :, 6:31], normal(3, 40)[:, 2:27]),
+        "a transposed": (normal(7, 4).T, normal(7, 6), normal(4, 6)),
+        "b transposed": (normal(4, 7), normal(6, 7).T, normal(4, 6)),
+        "groups": (normal(2, 3, 7), wide[:, :, 3:20], normal(2, 3, 17)),
+        "one row, one column": (normal(1, 7), normal(7, 1), normal(1, 1)),
+        "long reduction": (normal(6, 3000), normal(3000, 5), normal(6, 5)),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", list(_products(np.float64)))
+def test_matmul_add_adds_the_product(name, dtype):
+    """``out += a @ b`` by BLAS (where NumPy's has gemm) on every layout gemm passes, against NumPy in float64."""
+    a, b, out = _products(dtype)[name]
+    expected = out.astype(np.float64) + a.astype(np.float64) @ b.astype(np.float64)
+    assert _blas.matmul_add(a, b, out) == _blas.available(dtype, "gemm")
+    np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-11)
+
+
+@pytest.mark.parametrize("name, a, b, out", [
+    ("integers", np.ones((2, 3), np.int64), np.ones((3, 4), np.int64), np.ones((2, 4), np.int64)),
+    ("dtypes differ", np.ones((2, 3), np.float32), np.ones((3, 4)), np.ones((2, 4))),
+    ("columns strided", np.ones((2, 6))[:, ::2], np.ones((3, 4)), np.ones((2, 4))),
+    ("out columns strided", np.ones((2, 3)), np.ones((3, 4)), np.ones((2, 8))[:, ::2]),
+])
+def test_matmul_add_falls_back_to_numpy(name, a, b, out):
+    """What BLAS cannot take is added by NumPy (False), with the same result."""
+    expected = out + a @ b
+    assert not _blas.matmul_add(a, b, out)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_matmul_add_into_its_own_operand_falls_back():
+    """``out`` that is also an operand: NumPy's matmul makes its temporary first, so the old values are read."""
+    x = np.arange(9.0).reshape(3, 3)
+    expected = x + x @ x
+    assert not _blas.matmul_add(x, x, x)
+    np.testing.assert_array_equal(x, expected)

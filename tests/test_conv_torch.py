@@ -380,6 +380,22 @@ def test_flat_layout_one_image_per_tile_matches_torch(name, correlate, flat):
     check_forced(SHARED_PADDING[name], flat, len(name), correlate, CHUNK_BYTES=1)
 
 
+@pytest.mark.parametrize("correlate", [True, False])
+@pytest.mark.parametrize("name", ["2-D (1, 1)", "2-D (lo, hi), dilated", "3-D", "circular", "1-D kernel in two rows"])
+def test_flat_kernel_rows_summed_by_blas_match_torch(name, correlate):
+    """The flat layout's kernel rows as one product each (none stacked), each added into the sum by
+    gemm's β = 1 (spied: BLAS did every one, where NumPy's has gemm): the forward, and dx by correlation
+    (a forward) or by products accumulated into overlapping views of dcols."""
+    added = []
+
+    def spied(a, b, out):
+        added.append(_blas.matmul_add(a, b, out))
+        return added[-1]
+
+    check_forced(SHARED_PADDING[name], "flat", len(name), correlate, STACK_ROWS=0, matmul_add=spied)
+    assert added and all(added) == _blas.available(np.float64, "gemm")
+
+
 @pytest.mark.parametrize("copies", ["blas", "tiles", "staged tiles"])
 @pytest.mark.parametrize("x_shape, w_shape, padding", [((3, 2, 5, 4), (3, 2, 2, 3), 0), ((9, 1, 2, 3), (2, 1, 1, 2), 0),
                                                        ((3, 2, 5, 4), (3, 2, 2, 3), (1, 2))])

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._args import plain_geometry
-from .._blas import transpose
+from .._blas import matmul_add, transpose
 from .._config import get_workspace_limit
 from .._padding import pad
 from .._parallel import over_channels
@@ -1063,7 +1063,7 @@ def _forward_by_tile(xc, W, b, layout: Layout, g, tiles, keep: bool) -> tuple:
                 if product is None:
                     product = np.matmul(W_row, part, out=out)
                 else:
-                    product += np.matmul(W_row, part, out=scratch(product.size, g.dtype, SLOT_DCOLS).reshape(product.shape))
+                    matmul_add(W_row, part, product)
         if bias is not None:
             product += bias
         if not through:
@@ -1232,7 +1232,7 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
             else:  # the kernel rows' views overlap: accumulate
                 dcols.fill(0)
                 for W_row, part in zip(W, parts):
-                    part += np.matmul(W_row.swapaxes(-1, -2), dY)
+                    matmul_add(W_row.swapaxes(-1, -2), dY, part)
             layout.col2im(dcols, layout.tile_input(dxc, t), g, t)
     dx = layout.input_gradient(dxc, g) if need_dx else None
     dw = _weight_from_rows(dW[..., : filters].swapaxes(-1, -2), g, w.shape) if need_dw else None
