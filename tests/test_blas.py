@@ -100,6 +100,7 @@ def test_matmul_add_adds_the_product(name, dtype):
     ("dtypes differ", np.ones((2, 3), np.float32), np.ones((3, 4)), np.ones((2, 4))),
     ("columns strided", np.ones((2, 6))[:, ::2], np.ones((3, 4)), np.ones((2, 4))),
     ("out columns strided", np.ones((2, 3)), np.ones((3, 4)), np.ones((2, 8))[:, ::2]),
+    ("a broadcast over b's stack", np.arange(6.0).reshape(2, 3), np.ones((2, 3, 4)), np.ones((2, 2, 4))),
 ])
 def test_matmul_add_falls_back_to_numpy(name, a, b, out):
     """What BLAS cannot take is added by NumPy (False), with the same result."""

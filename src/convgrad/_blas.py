@@ -26,14 +26,16 @@ NAMES = (("scipy_", "64_"), ("", "64_"), ("scipy_", ""), ("", ""))  # (prefix, s
 
 
 def _candidates() -> list[str]:
-    """Paths of OpenBLAS libraries NumPy may use: those bundled with NumPy first, then any this process mapped."""
+    """Paths of OpenBLAS libraries NumPy may use: those bundled with NumPy first, then any this process
+    mapped, except SciPy's own copy (a second OpenBLAS, whose threads would compete with NumPy's)."""
     root = os.path.dirname(np.__file__)
     paths = []
     for pattern in ("../numpy.libs/*openblas*", ".dylibs/*openblas*", "../numpy/.libs/*openblas*"):
         paths += sorted(glob.glob(os.path.join(root, pattern)))
     try:
         with open("/proc/self/maps") as maps:
-            paths += sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+            mapped = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+        paths += sorted(path for path in mapped if "scipy.libs" not in path)
     except OSError:
         pass
     return paths
@@ -116,8 +118,9 @@ def matmul_add(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
 
 
 def _batch_alike(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
-    m, n = out.shape[-2:]
-    return a.shape[:-2] == b.shape[:-2] == out.shape[:-2] and a.shape[-2:] == (m, a.shape[-1]) and b.shape[-2:] == (a.shape[-1], n)
+    """Whether the three stack matrices alike, ``(…, m, k)``, ``(…, k, n)`` and ``(…, m, n)``."""
+    (m, n), k = out.shape[-2:], a.shape[-1]
+    return a.shape[:-2] == b.shape[:-2] == out.shape[:-2] and a.shape[-2] == m and b.shape[-2:] == (k, n)
 
 
 def _gemm_call(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple | None:
