@@ -115,3 +115,36 @@ def test_matmul_add_into_its_own_operand_falls_back():
     expected = x + x @ x
     assert not _blas.matmul_add(x, x, x)
     np.testing.assert_array_equal(x, expected)
+
+
+class _Routine:
+    """Stands for a ctypes function: takes argtypes and restype, returns ``value`` when called."""
+
+    def __init__(self, value=None):
+        self.value = value
+
+    def __call__(self, *args):
+        return self.value
+
+
+@pytest.mark.parametrize("config, prefix, suffix, integer", [
+    (b"OpenBLAS 0.3.31 DYNAMIC_ARCH NO_AFFINITY Haswell", "", "", "c_int"),
+    (b"OpenBLAS 0.3.31 USE64BITINT DYNAMIC_ARCH", "", "", "c_int64"),
+    (b"OpenBLAS 0.3.31 DYNAMIC_ARCH", "scipy_", "64_", "c_int64"),
+])
+def test_routines_are_typed_by_the_librarys_integer_width(config, prefix, suffix, integer):
+    """A 32-bit-integer build gets 32-bit sizes; ``USE64BITINT`` or the ``64_`` suffix, 64-bit ones
+    (a wrong width would pass garbage sizes to BLAS)."""
+    import ctypes
+    from types import SimpleNamespace
+
+    names = {f"{prefix}openblas_get_config{suffix}": _Routine(config)}
+    names.update({f"{prefix}cblas_{t}{r}{suffix}": _Routine() for t in "sd" for r in ("omatcopy", "gemm")})
+    routines = _blas._bind(SimpleNamespace(**names), prefix, suffix)
+    assert len(routines) == 4
+    width = getattr(ctypes, integer)
+    assert all(routine.argtypes[-1] is width for routine in routines.values())
+    assert routines[("gemm", np.dtype(np.float32))].argtypes[6] is ctypes.c_float
+    assert routines[("omatcopy", np.dtype(np.float64))].argtypes[4] is ctypes.c_double
+    del names[f"{prefix}cblas_dgemm{suffix}"]
+    assert _blas._bind(SimpleNamespace(**names), prefix, suffix) == {}  # one missing: none taken

@@ -67,7 +67,8 @@ def _bind(lib, prefix: str, suffix: str) -> dict:
     except AttributeError:
         return {}
     config.restype, config.argtypes = ctypes.c_char_p, []
-    integer = ctypes.c_int64 if b"USE64BITINT" in (config() or b"") else ctypes.c_int
+    wide = suffix.startswith("64") or b"USE64BITINT" in (config() or b"")  # the 64_ suffix marks 64-bit builds
+    integer = ctypes.c_int64 if wide else ctypes.c_int
     for (name, dtype), routine in routines.items():
         scalar, pointer, enum = letters[dtype][1], ctypes.c_void_p, ctypes.c_int
         routine.restype = None
