@@ -125,8 +125,9 @@ def test_parameters_updated_together_get_the_numbers_of_one_by_one(name, kwargs,
 
 @pytest.mark.parametrize("apart", [False, True])
 def test_state_entries_replaced_or_changed_by_hand_are_used(apart, monkeypatch):
-    """A state array replaced by a new one (momentum reset) or changed in place counts from the next step,
-    updated together as one by one; the reference is the same edit on a PyTorch Adam."""
+    """A state array replaced by a new one (momentum reset) or changed in place, and the step count set
+    back, count from the next step, updated together as one by one; the reference is the same edit on a
+    PyTorch Adam."""
     if apart:
         monkeypatch.setattr(optim, "_alike", lambda live: [[member] for member in live])
     rng = np.random.default_rng(3)
@@ -140,6 +141,10 @@ def test_state_entries_replaced_or_changed_by_hand_are_used(apart, monkeypatch):
             mine.state[1]["exp_avg_sq"][...] = 1.0
             theirs.state[tensors[0]]["exp_avg"] = torch.zeros(2, 3, dtype=torch.float64)
             theirs.state[tensors[1]]["exp_avg_sq"].fill_(1.0)
+        if step == 4:
+            for state, t in zip(mine.state, tensors):
+                state["step"] = 1
+                theirs.state[t]["step"] = torch.tensor(1.0)
         for p, t in zip(params, tensors):
             g = rng.normal(size=p.shape)
             p.grad, t.grad = g, torch.tensor(g)

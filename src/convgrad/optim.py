@@ -50,9 +50,10 @@ class Optimizer:
     def _together(self, members: list, group: dict, flat: dict) -> None:
         """One :meth:`_update` of ``members`` [(parameter, state)], their data, gradients and state arrays
         laid end to end: each operation is then one NumPy call over all of them instead of one per
-        parameter (Adam's step, allocator warm: LeNet-5's 10 parameters 135 -> 115 µs, digits-cnn's 14 143 -> 100), with the
-        same arithmetic on every element. Each parameter's state holds views of the joint arrays, which
-        are kept for the next step while those views are still in place."""
+        parameter (Adam's step with the allocator warm: LeNet-5's 10 parameters 135 -> 115 µs,
+        digits-cnn's 14 143 -> 100), with the same arithmetic on every element. Each parameter's state
+        holds views of the joint arrays, which are kept for the next step while those views are still in
+        place; its other entries (the step count, equal across members) are read afresh each step."""
         params, states = [p for p, _ in members], [s for _, s in members]
         dtype, shapes = params[0].data.dtype, [p.data.shape for p in params]
         key = tuple(map(id, states))
@@ -60,6 +61,7 @@ class Optimizer:
         if joint is None or joint["shapes"] != shapes or not _views_in_place(joint, states):
             joint = {"arrays": _joined(states, dtype), "views": None, "shapes": shapes,
                      "ends": list(itertools.accumulate((p.data.size for p in params), initial=0))}
+        joint["arrays"].update((k, v) for k, v in states[0].items() if not isinstance(v, np.ndarray))
         flat[key] = joint
         data = np.concatenate([p.data.reshape(-1) for p in params], dtype=dtype)
         grad = np.concatenate([p.grad.reshape(-1) for p in params], dtype=dtype, casting="unsafe")
