@@ -380,19 +380,24 @@ def test_flat_layout_one_image_per_tile_matches_torch(name, correlate, flat):
     check_forced(SHARED_PADDING[name], flat, len(name), correlate, CHUNK_BYTES=1)
 
 
+SUMMED_ROWS = {name: SHARED_PADDING[name] for name in ("2-D (1, 1)", "2-D (lo, hi), dilated", "3-D", "circular",
+                                                         "1-D kernel in two rows")}
+SUMMED_ROWS["2-D groups"] = Case((3, 6, 7, 6), (6, 2, 3, 3), True, dict(padding=1, groups=3))
+
+
 @pytest.mark.parametrize("correlate", [True, False])
-@pytest.mark.parametrize("name", ["2-D (1, 1)", "2-D (lo, hi), dilated", "3-D", "circular", "1-D kernel in two rows"])
+@pytest.mark.parametrize("name", SUMMED_ROWS)
 def test_flat_kernel_rows_summed_by_blas_match_torch(name, correlate):
     """The flat layout's kernel rows as one product each (none stacked), each added into the sum by
-    gemm's β = 1 (spied: BLAS did every one, where NumPy's has gemm): the forward, and dx by correlation
-    (a forward) or by products accumulated into overlapping views of dcols."""
+    gemm's β = 1 (spied: BLAS did every one, group by group, where NumPy's has gemm): the forward, and dx
+    by correlation (a forward) or by products accumulated into overlapping views of dcols."""
     added = []
 
     def spied(a, b, out):
         added.append(_blas.matmul_add(a, b, out))
         return added[-1]
 
-    check_forced(SHARED_PADDING[name], "flat", len(name), correlate, STACK_ROWS=0, matmul_add=spied)
+    check_forced(SUMMED_ROWS[name], "flat", len(name), correlate, STACK_ROWS=0, matmul_add=spied)
     assert added and all(added) == _blas.available(np.float64, "gemm")
 
 
