@@ -59,3 +59,18 @@ def test_auto_prefers_it_where_it_can_and_never_picks_it_where_it_cannot(restric
 def test_auto_choice_is_inspectable(x_shape, w_shape, options, expected):
     x, w = np.ones(x_shape, np.float32), np.ones(w_shape, np.float32)
     assert dispatch.describe(x, w, **options) == expected
+
+
+def test_equal_geometries_are_one_object():
+    """A forward's geometry, its backward's (another function name, dy's dtype joined) and an internal
+    plain one with the same fields are the same object, so that the plans cached per geometry find it by
+    identity; different options give different objects."""
+    from convgrad._args import conv_geometry, plain_geometry
+
+    x, w = np.zeros((2, 3, 8, 8), np.float32), np.zeros((4, 3, 3, 3), np.float32)
+    forward = conv_geometry("conv", x, w, None, 1, 1, 1, 1, "zeros")[0]
+    backward = conv_geometry("conv_backward", x, w, None, 1, 1, 1, 1, "zeros", dtype_of=(np.zeros((2, 4, 8, 8), np.float32),))[0]
+    plain = plain_geometry(x.shape, w.shape, (1, 1), (1, 1), 1, np.float32, ((1, 1), (1, 1)))
+    assert forward is backward is plain
+    other = conv_geometry("conv", x, w, None, 1, 0, 1, 1, "zeros")[0]
+    assert other is not forward and other != forward

@@ -268,10 +268,10 @@ def plain_geometry(x_shape, w_shape, stride, dilation, groups, dtype, pads=None,
     pads = tuple(pads) if pads is not None else ((0, 0),) * len(kernel)
     if out_size is None:
         out_size = tuple(output_length(n, lo, hi, k, s, d) for n, (lo, hi), k, s, d in zip(lengths, pads, kernel, stride, dilation))
-    return ConvGeometry(
+    return interned(ConvGeometry(
         x_shape[0], x_shape[1], w_shape[0], groups, kernel, tuple(stride), tuple(dilation), pads, lengths,
         tuple(out_size), "zeros", np.dtype(dtype), np.dtype(dtype),
-    )
+    ))
 
 
 def _spatial_dims(fn: str, x: np.ndarray, nd: int | None) -> int:
@@ -339,7 +339,9 @@ _CACHE_SIZE = 512
 
 
 def _memo(kind: str, arrays, options, build):
-    """The validated geometry for these array shapes and dtypes and these options, computed once.
+    """The validated geometry for these array shapes and dtypes and these options, computed once, and
+    one object for equal geometries whatever call made them (a forward's and its backward's): the
+    algorithms' caches keyed by geometry then find it by identity, without comparing its 13 fields.
 
     Options are keyed by their repr, so ``stride=True`` never matches a cached ``stride=1``; a call
     with an unhashable or new signature runs every check (and raises what they raise).
@@ -350,8 +352,15 @@ def _memo(kind: str, arrays, options, build):
         cached = build()
         if len(_GEOMETRIES) >= _CACHE_SIZE:
             _GEOMETRIES.clear()
-        _GEOMETRIES[key] = cached
+        _GEOMETRIES[key] = cached = interned(cached)
     return cached
+
+
+def interned(geometry):
+    """The one object for geometries equal to ``geometry`` (see :func:`_memo`)."""
+    if len(_GEOMETRIES) >= _CACHE_SIZE:
+        _GEOMETRIES.clear()
+    return _GEOMETRIES.setdefault(("geometry", geometry), geometry)
 
 
 def conv_geometry(
