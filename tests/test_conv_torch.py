@@ -380,6 +380,14 @@ def test_flat_layout_one_image_per_tile_matches_torch(name, correlate, flat):
     check_forced(SHARED_PADDING[name], flat, len(name), correlate, CHUNK_BYTES=1)
 
 
+def _recording(function, results: list):
+    """``function``, appending what each call returns (whether BLAS did the work) to ``results``."""
+    def recorded(*args):
+        results.append(function(*args))
+        return results[-1]
+    return recorded
+
+
 SUMMED_ROWS = {name: SHARED_PADDING[name] for name in ("2-D (1, 1)", "2-D (lo, hi), dilated", "3-D", "circular",
                                                          "1-D kernel in two rows")}
 SUMMED_ROWS["2-D groups"] = Case((3, 6, 7, 6), (6, 2, 3, 3), True, dict(padding=1, groups=3))
@@ -392,12 +400,7 @@ def test_flat_kernel_rows_summed_by_blas_match_torch(name, correlate):
     gemm's β = 1 (spied: BLAS did every one, group by group, where NumPy's has gemm): the forward, and dx
     by correlation (a forward) or by products accumulated into overlapping views of dcols."""
     added = []
-
-    def spied(a, b, out):
-        added.append(_blas.matmul_add(a, b, out))
-        return added[-1]
-
-    check_forced(SUMMED_ROWS[name], "flat", len(name), correlate, STACK_ROWS=0, matmul_add=spied)
+    check_forced(SUMMED_ROWS[name], "flat", len(name), correlate, STACK_ROWS=0, matmul_add=_recording(_blas.matmul_add, added))
     assert added and all(added) == _blas.available(np.float64, "gemm")
 
 
@@ -410,12 +413,8 @@ def test_innermost_transposes_match_torch(x_shape, w_shape, padding, copies):
     images (more images than channel positions) or along the positions, each tile staged in scratch
     (as for a row stride of 4 KiB) or not; a padded x goes through scratch."""
     calls = []
-
-    def spied(source, target):
-        calls.append(_blas.transpose(source, target))
-        return calls[-1]
-
-    patched = dict(transpose=spied, BLAS_TRANSPOSE=0) if copies == "blas" else dict(transpose=lambda source, target: False)
+    patched = (dict(transpose=_recording(_blas.transpose, calls), BLAS_TRANSPOSE=0) if copies == "blas"
+               else dict(transpose=lambda source, target: False))
     check_forced(Case(x_shape, w_shape, True, dict(padding=padding)), "images innermost", x_shape[0], False,
                  TRANSPOSE_TILE=3, ALIASED_STRIDE=8 if copies == "staged tiles" else 1 << 40, **patched)
     if copies == "blas":

@@ -349,15 +349,13 @@ def _memo(kind: str, arrays, options, build):
     key = (kind, tuple(None if a is None else (a.shape, a.dtype.str) for a in arrays), repr(options))
     cached = _GEOMETRIES.get(key)
     if cached is None:
-        cached = build()
-        if len(_GEOMETRIES) >= _CACHE_SIZE:
-            _GEOMETRIES.clear()
-        _GEOMETRIES[key] = cached = interned(cached)
+        cached = _GEOMETRIES[key] = interned(build())
     return cached
 
 
 def interned(geometry):
-    """The one object for geometries equal to ``geometry`` (see :func:`_memo`)."""
+    """The one object for geometries equal to ``geometry`` (see :func:`_memo`); the cache of both is
+    emptied when full."""
     if len(_GEOMETRIES) >= _CACHE_SIZE:
         _GEOMETRIES.clear()
     return _GEOMETRIES.setdefault(("geometry", geometry), geometry)

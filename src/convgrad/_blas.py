@@ -107,19 +107,20 @@ def matmul_add(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
     Measured, µs, against ``out += np.matmul(a, b)``: (64, 192) @ (192, 5424) 972 -> 820, (32, 96) @
     (96, 16384) 761 -> 647."""
     routine = _routines().get(("gemm", out.dtype))
-    if routine is not None and a.dtype == b.dtype == out.dtype and a.ndim == b.ndim == out.ndim >= 2:
-        calls = [_gemm_call(a[i], b[i], out[i]) for i in np.ndindex(out.shape[:-2])] if _batch_alike(a, b, out) else [None]
+    if routine is not None and a.dtype == b.dtype == out.dtype and _batch_alike(a, b, out):
+        calls = [_gemm_call(a[i], b[i], out[i]) for i in np.ndindex(out.shape[:-2])]
         if all(call is not None for call in calls):
-            for call in calls:
-                if call:  # an empty product adds nothing
-                    routine(*call)
+            for call in filter(None, calls):  # an empty product (()) adds nothing
+                routine(*call)
             return True
     out += np.matmul(a, b)
     return False
 
 
 def _batch_alike(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
-    """Whether the three stack matrices alike, ``(…, m, k)``, ``(…, k, n)`` and ``(…, m, n)``."""
+    """Whether the three are stacks of matrices alike, ``(…, m, k)``, ``(…, k, n)`` and ``(…, m, n)``."""
+    if not a.ndim == b.ndim == out.ndim >= 2:
+        return False
     (m, n), k = out.shape[-2:], a.shape[-1]
     return a.shape[:-2] == b.shape[:-2] == out.shape[:-2] and a.shape[-2] == m and b.shape[-2:] == (k, n)
 
