@@ -1,5 +1,5 @@
 """NumPy's own BLAS, reached for what NumPy does not expose: OpenBLAS's out-of-place transposing copy
-``?omatcopy`` and gemm's β (``C += A @ B`` in one pass).
+``?omatcopy`` and gemm's β (``C += A @ B`` in one pass), and its thread count.
 
 gemm's layout changes are 2-D transposes. NumPy copies a transposed view element by element down its
 columns; OpenBLAS's ``somatcopy`` (one thread, blocked for the cache) took 0.35-0.5x as long on the
@@ -14,10 +14,13 @@ there is none (NumPy built on another BLAS), each function falls back to NumPy o
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import glob
 import os
+import threading
+from typing import Iterator
 
 import numpy as np
 
@@ -42,9 +45,9 @@ def _candidates() -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _routines() -> dict:
-    """``{(name, dtype): routine}`` for ``omatcopy`` and ``gemm`` of the first candidate library that has
-    them, else ``{}``."""
+def _library() -> tuple:
+    """(library, prefix, suffix, ``{(name, dtype): routine}``) for ``omatcopy`` and ``gemm`` of the first
+    candidate library that has them, else ``(None, "", "", {})``."""
     for path in _candidates():
         try:
             lib = ctypes.CDLL(path)
@@ -53,8 +56,13 @@ def _routines() -> dict:
         for prefix, suffix in NAMES:
             found = _bind(lib, prefix, suffix)
             if found:
-                return found
-    return {}
+                return lib, prefix, suffix, found
+    return None, "", "", {}
+
+
+def _routines() -> dict:
+    """``{(name, dtype): routine}`` of :func:`_library`."""
+    return _library()[3]
 
 
 def _bind(lib, prefix: str, suffix: str) -> dict:
@@ -158,3 +166,52 @@ def _leading(matrix: np.ndarray, size: int) -> int | None:
         return columns
     step, rest = divmod(matrix.strides[0], size)
     return step if rest == 0 and step >= columns else None
+
+
+@functools.lru_cache(maxsize=1)
+def _thread_control() -> tuple | None:
+    """(get, set) of :func:`_library`'s thread count, or None."""
+    lib, prefix, suffix, _ = _library()
+    try:
+        get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}")
+        put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}")
+    except AttributeError:
+        return None
+    get.restype, get.argtypes = ctypes.c_int, []
+    put.restype, put.argtypes = None, [ctypes.c_int]
+    return get, put
+
+
+def threads() -> int:
+    """How many threads NumPy's BLAS runs a product on: OpenBLAS's count (outside :func:`one_thread`),
+    1 where it cannot be known."""
+    control = _thread_control()
+    return max(1, control[0]()) if control is not None else 1
+
+
+_lock = threading.Lock()
+_held = {"count": 0, "threads": 1}
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[bool]:
+    """Every BLAS product runs on the thread that calls it, inside the block; yields whether it could
+    be arranged. OpenBLAS's count is one setting for the whole process (its ``_local`` variant
+    changes it too, in pthreads builds), so the blocks of several threads share it: the first to enter
+    sets 1, the last to leave restores the count it found."""
+    control = _thread_control()
+    if control is None:
+        yield False
+        return
+    with _lock:
+        if _held["count"] == 0:
+            _held["threads"] = control[0]()
+            control[1](1)
+        _held["count"] += 1
+    try:
+        yield True
+    finally:
+        with _lock:
+            _held["count"] -= 1
+            if _held["count"] == 0:
+                control[1](_held["threads"])

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Iterator
 
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 
 _settings = {"workspace_bytes": DEFAULT_WORKSPACE_BYTES}
+_share = threading.local()  # parts: this thread runs one of that many parts of a call at once
 
 
 def _check_limit(nbytes: object) -> int:
@@ -29,8 +31,23 @@ def get_workspace_limit() -> int:
     >>> import convgrad as cg
     >>> cg.get_workspace_limit() > 0  # 256 MiB by default, unless CONVGRAD_WORKSPACE_MB says otherwise
     True
+
+    A call whose batch is split across the cores runs its parts at once, each on its share: inside a
+    part (:func:`workspace_share`) this is the limit divided by the number of parts.
     """
-    return _settings["workspace_bytes"]
+    return _settings["workspace_bytes"] // getattr(_share, "parts", 1)
+
+
+@contextlib.contextmanager
+def workspace_share(parts: int) -> Iterator[None]:
+    """This thread's algorithm calls get 1/``parts`` of the workspace limit inside the block: it runs
+    one of ``parts`` parts of a call that run at once."""
+    previous = getattr(_share, "parts", 1)
+    _share.parts = parts
+    try:
+        yield
+    finally:
+        _share.parts = previous
 
 
 def set_workspace_limit(nbytes: int) -> None:
@@ -55,7 +72,7 @@ def workspace_limit(nbytes: int) -> Iterator[None]:
     ...     cg.conv(np.ones((32, 8, 16, 16)), np.ones((4, 8, 3, 3))).shape
     (32, 4, 14, 14)
     """
-    previous = get_workspace_limit()
+    previous = _settings["workspace_bytes"]
     set_workspace_limit(nbytes)
     try:
         yield

@@ -5,12 +5,16 @@ layout changes), as BLAS already has for the matrix products."""
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
+
+from ._blas import one_thread
 
 MIN_ELEMENTS = 1 << 20  # below this, handing work to a thread costs more than it saves
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 _pool: dict = {}
+_part = threading.local()  # set on a thread while it runs one of side_by_side's jobs
 
 
 def workers() -> int:
@@ -20,13 +24,46 @@ def workers() -> int:
 def over_channels(job: Callable[[slice], None], channels: int, elements: int) -> None:
     """Run ``job(channel_slice)`` for disjoint channel ranges covering ``range(channels)``, in parallel
     when the work (``elements`` touched) is large enough."""
-    parts = min(workers(), channels) if elements >= MIN_ELEMENTS else 1
+    parts = min(workers(), channels) if elements >= MIN_ELEMENTS and not in_part() else 1
     if parts <= 1:
         job(slice(0, channels))
         return
-    if "executor" not in _pool:
-        _pool["executor"] = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="convgrad")
     bounds = [channels * i // parts for i in range(parts + 1)]
-    futures = [_pool["executor"].submit(job, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    futures = [_executor().submit(job, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
     for future in futures:
         future.result()
+
+
+def _executor() -> ThreadPoolExecutor:
+    if "executor" not in _pool:
+        _pool["executor"] = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="convgrad")
+    return _pool["executor"]
+
+
+def in_part() -> bool:
+    """Whether this thread runs one of :func:`side_by_side`'s jobs (its work then stays on this core)."""
+    return getattr(_part, "active", False)
+
+
+def side_by_side(jobs: list[Callable[[], object]]) -> list:
+    """Each job on its own core at once (the first on the calling thread, the others on the pool), with
+    BLAS's products on the thread that calls them and :func:`over_channels` unsplit; their results in
+    order. Every job has finished when this returns or raises (the first job's error first)."""
+    with one_thread():
+        futures = [_executor().submit(_as_part, job) for job in jobs[1:]]
+        try:
+            first = _as_part(jobs[0])
+        finally:
+            rest = [future.exception() for future in futures]  # waits for each
+        errors = [error for error in rest if error is not None]
+        if errors:
+            raise errors[0]
+        return [first] + [future.result() for future in futures]
+
+
+def _as_part(job: Callable[[], object]):
+    _part.active = True
+    try:
+        return job()
+    finally:
+        _part.active = False

@@ -58,6 +58,7 @@ from .._padding import pad
 from .._parallel import over_channels
 from .._windows import kernel_offsets
 from .._workspace import aligned_empty, scratch
+from . import cores
 from .base import Algorithm, bias_grad, dilate, grid_made_nan, grouped, take_kept, unpadded
 
 CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
@@ -267,9 +268,9 @@ class Layout:
         shape = self.shape(channels, g.batch, g.out_size)
         return scratch(math.prod(shape), g.dtype, slot).reshape(shape)
 
-    def output(self, yc: np.ndarray, g) -> np.ndarray:
-        """y ``(N, C_out, *O)`` (a new array) from the products' output ``yc``."""
-        return self.restore(yc, np.empty(g.y_shape, dtype=g.dtype))
+    def output(self, yc: np.ndarray, g, out: np.ndarray | None = None) -> np.ndarray:
+        """y ``(N, C_out, *O)`` (``out``, or a new array) from the products' output ``yc``."""
+        return self.restore(yc, _target(out, g.y_shape, g.dtype))
 
     def grad_output(self, dy: np.ndarray, g, channels: int) -> np.ndarray:
         """dy ``(N, C_out, *O)`` in this layout (scratch of ``channels`` ≥ C_out rows, zero past C_out)."""
@@ -285,11 +286,12 @@ class Layout:
         self.each_channel(lambda c: dxc[c].fill(0), shape[0], dxc.size)
         return dxc
 
-    def input_gradient(self, dxc: np.ndarray, g) -> np.ndarray:
-        """dx ``(N, C_in, *L)`` (a new array) from :meth:`input_grad_buffer`'s: x's own positions restored
-        (zero padding), or all restored and folded back by the padding's adjoint (the other modes)."""
+    def input_gradient(self, dxc: np.ndarray, g, out: np.ndarray | None = None) -> np.ndarray:
+        """dx ``(N, C_in, *L)`` (a new array, or ``out`` where it can be) from :meth:`input_grad_buffer`'s:
+        x's own positions restored (zero padding), or all restored and folded back by the padding's
+        adjoint (the other modes)."""
         inner = g.in_size if g.padding_mode == "zeros" else g.padded_size
-        return _gradient(self, dxc[self.index(slice(None), slice(None), _centre(g, inner, self.stored(g)[0]))], g)
+        return _gradient(self, dxc[self.index(slice(None), slice(None), _centre(g, inner, self.stored(g)[0]))], g, out)
 
 
 @dataclass(frozen=True)
@@ -335,11 +337,12 @@ class Phased(Layout):
         return _phased_windows(g.kernel, g.stride, g.dilation, quotients, (t.batch.start, t.batch.stop),
                                t.rows.start, t.out_size)
 
-    def input_gradient(self, dxc: np.ndarray, g) -> np.ndarray:
-        """dx ``(N, C_in, *L)`` (a new array) gathered back from the phases: x's own positions (zero
-        padding), or the whole padded input folded back by the padding's adjoint (the other modes)."""
+    def input_gradient(self, dxc: np.ndarray, g, out: np.ndarray | None = None) -> np.ndarray:
+        """dx ``(N, C_in, *L)`` (a new array, or ``out`` where it can be) gathered back from the phases: x's
+        own positions (zero padding), or the whole padded input folded back by the padding's adjoint
+        (the other modes)."""
         zeros = g.padding_mode == "zeros"
-        dx = np.empty(g.x_shape if zeros else g.padded_shape, dtype=g.dtype)
+        dx = _target(out, g.x_shape, g.dtype) if zeros else np.empty(g.padded_shape, dtype=g.dtype)
         copies = _phase_copies(g.stride, g.padded_size, dx.shape[2:], _phase_lows(g))
 
         def job(c: slice) -> None:
@@ -569,8 +572,8 @@ class Flat(Layout):
         images = yc.reshape((yc.shape[0], g.batch) + self.grid(g).period)
         return images[(slice(None), slice(None)) + tuple(slice(0, o) for o in g.out_size)]  # o ≤ period (flat_period)
 
-    def output(self, yc: np.ndarray, g) -> np.ndarray:
-        return self._inside.restore(self.positions(yc, g), np.empty(g.y_shape, dtype=g.dtype))
+    def output(self, yc: np.ndarray, g, out: np.ndarray | None = None) -> np.ndarray:
+        return self._inside.restore(self.positions(yc, g), _target(out, g.y_shape, g.dtype))
 
     def grad_output(self, dy: np.ndarray, g, channels: int) -> np.ndarray:
         dyc = self.output_buffer(channels, g, SLOT_GRAD_OUTPUT)
@@ -592,10 +595,10 @@ class Flat(Layout):
     def input_grad_buffer(self, g) -> np.ndarray:
         return self._zeroed_rows(g, SLOT_DINPUT)
 
-    def input_gradient(self, dxc: np.ndarray, g) -> np.ndarray:
+    def input_gradient(self, dxc: np.ndarray, g, out: np.ndarray | None = None) -> np.ndarray:
         """dx ``(N, C_in, *L)`` from flat rows ``(C_in, front + N·P + margin)``: its own positions (zeros mode;
         the rest is padding, some of it shared between neighbours), else the padding's adjoint."""
-        return _gradient(self._inside, self._images(dxc, g)[(slice(None), slice(None)) + self._data(g)], g)
+        return _gradient(self._inside, self._images(dxc, g)[(slice(None), slice(None)) + self._data(g)], g, out)
 
 
 @functools.lru_cache(maxsize=PLANS)
@@ -705,13 +708,18 @@ def flat_period(g) -> tuple[int, ...]:
     return period if all(o <= p for o, p in zip(g.out_size, period)) else g.padded_size
 
 
-def _gradient(layout: Layout, source: np.ndarray, g) -> np.ndarray:
-    """dx ``(N, C_in, *L)`` (a new array) from ``source``, the input's gradient in ``layout`` restricted
-    to x's own positions (zero padding) or to the padded input (the other modes, whose padding's
-    adjoint then folds it back)."""
+def _gradient(layout: Layout, source: np.ndarray, g, out: np.ndarray | None = None) -> np.ndarray:
+    """dx ``(N, C_in, *L)`` (a new array, or ``out`` in zeros mode) from ``source``, the input's gradient
+    in ``layout`` restricted to x's own positions (zero padding) or to the padded input (the other
+    modes, whose padding's adjoint then folds it back)."""
     if g.padding_mode == "zeros":
-        return layout.restore(source, np.empty(g.x_shape, dtype=g.dtype))
+        return layout.restore(source, _target(out, g.x_shape, g.dtype))
     return owned(unpadded(layout.restore(source, np.empty(g.padded_shape, dtype=g.dtype)), g))
+
+
+def _target(out: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
+    """``out`` (the caller's array of ``shape``), or a new one."""
+    return np.empty(shape, dtype=dtype) if out is None else out
 
 
 def _centre(g, inner, size) -> tuple:
@@ -932,21 +940,25 @@ def _correlation_output(g) -> tuple:
     return pads, g.padded_size
 
 
-def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None, arranged=None) -> np.ndarray:
+def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None, arranged=None,
+                              out: np.ndarray | None = None) -> np.ndarray:
     """dx ``(N, C_in, *L)`` = pad(dilate(dy)) ∗ rot180(W): the input gradient as one forward correlation.
 
     dy is dilated by the stride (s − 1 zeros between entries) and zero-padded (see
     :func:`_correlation_output`); the kernel is rotated by 180° with its in/out channels swapped per
     group. ``correlate(x, w, b, g, arranged=)`` runs the forward correlation (default: this module's),
-    given dy already ``arranged`` in its flat layout or None (see :func:`shared_grad_output`).
+    given dy already ``arranged`` in its flat layout or None (see :func:`shared_grad_output`). ``out``:
+    where dx may be written (this module's correlation writes it there when no padding is folded back).
     """
     dy = dilate(dy, g.stride)
     flip = (slice(None), slice(None)) + (slice(None, None, -1),) * g.nd
     rotated = grouped(w, g.groups).swapaxes(1, 2)  # (G, C_in/G, C_out/G, *k)
     rotated = np.ascontiguousarray(rotated.reshape((g.in_channels, g.out_channels // g.groups) + g.kernel)[flip])
     inner, size = _correlation_geometry(g, dy.shape)
-    result = (correlate or forward)(dy, rotated, None, inner, arranged=arranged)
-    return result if size == g.in_size and g.padding_mode == "zeros" else owned(unpadded(result, g))
+    whole = size == g.in_size and g.padding_mode == "zeros"  # the correlation's output is dx itself
+    result = (correlate or functools.partial(forward, out=out if whole else None))(dy, rotated, None, inner,
+                                                                                   arranged=arranged)
+    return result if whole else owned(unpadded(result, g))
 
 
 @functools.lru_cache(maxsize=PLANS)
@@ -1022,29 +1034,32 @@ def _padded_rows(a: np.ndarray, rows: int) -> np.ndarray:
     return padded
 
 
-def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None = None) -> np.ndarray:
+def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None = None,
+            out: np.ndarray | None = None) -> np.ndarray:
     """x ``(N, C_in, *L)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``.
 
     With a ``saved`` dict (a training module's), an im2col matrix that covers the whole batch in one
     tile of at most ``KEEP_BYTES`` is kept there for :func:`products`, which then needs no second im2col
     of x for dW; ``saved["input_grad"]`` (default True) says whether the backward is expected to want
     dx, which the layout depends on. ``arranged``: x already in the layout :func:`choose_layout` picks for ``g``.
+    ``out``: an array of y's shape and dtype that y is written into.
     """
     layout = choose_layout(g, saved is None or saved.get("input_grad", True))
     xc = layout.arranged(x, g) if arranged is None else arranged
     whole = _whole_batch(layout, g) if saved is not None else None
     tiles = whole or tiles_of(layout, g)
     run = _forward_by_image if by_image(layout, g, tiles) else _forward_by_tile
-    y, cols = run(xc, _weight_rows(w, g, layout.rows(g)), b, layout, g, tiles, whole is not None)
+    y, cols = run(xc, _weight_rows(w, g, layout.rows(g)), b, layout, g, tiles, whole is not None, out)
     if whole is not None:
         saved["columns"] = (g, layout, cols)
     return y
 
 
-def _forward_by_tile(xc, W, b, layout: Layout, g, tiles, keep: bool) -> tuple:
+def _forward_by_tile(xc, W, b, layout: Layout, g, tiles, keep: bool, out: np.ndarray | None = None) -> tuple:
     """(y ``(N, C_out, *O)``, the last tile's im2col matrix): per tile, im2col and one product per group
     (per kernel row in the flat layout, or one stacked: :func:`_stacked`) into the layout's output, with
-    W ``(rows, G, C_out/G, K/rows)`` padded to :func:`product_rows`; then y copied out of the layout."""
+    W ``(rows, G, C_out/G, K/rows)`` padded to :func:`product_rows`; then y copied out of the layout (into
+    ``out`` when given)."""
     M = product_rows(g)
     W = _padded_rows(W, M)  # M ≥ C_out/G rows, the extra ones zero
     yc = layout.output_buffer(g.groups * M, g, SLOT_OUTPUT)  # the rows past C_out are never read
@@ -1054,21 +1069,21 @@ def _forward_by_tile(xc, W, b, layout: Layout, g, tiles, keep: bool) -> tuple:
         cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)
         target = layout.tile_output(yc, t)
         through = _writes_through(target, g.groups, t.columns)
-        out = _as_matrix(target, g.groups, t.columns) if through else None
+        direct = _as_matrix(target, g.groups, t.columns) if through else None
         if stack is not None:
-            product = _stacked_product(stack, len(W), cols, layout._shift(g), t.span, out)
+            product = _stacked_product(stack, len(W), cols, layout._shift(g), t.span, direct)
         else:
             product = None
             for W_row, part in zip(W, layout.parts(cols, g, t)):
                 if product is None:
-                    product = np.matmul(W_row, part, out=out)
+                    product = np.matmul(W_row, part, out=direct)
                 else:
                     matmul_add(W_row, part, product)
         if bias is not None:
             product += bias
         if not through:
             target[...] = product.reshape(target.shape)
-    return layout.output(yc, g), cols
+    return layout.output(yc, g, out), cols
 
 
 def by_image(layout: Layout, g, tiles) -> bool:
@@ -1095,10 +1110,11 @@ def _images(matrix: np.ndarray, t: Tile) -> np.ndarray:
     return matrix.reshape(matrix.shape[0], matrix.shape[1], t.count, -1).transpose(2, 0, 1, 3)
 
 
-def _forward_by_image(xc, W, b, layout: Layout, g, tiles, keep: bool) -> tuple:
+def _forward_by_image(xc, W, b, layout: Layout, g, tiles, keep: bool, out: np.ndarray | None = None) -> tuple:
     """(y ``(N, C_out, *O)``, the last tile's im2col matrix) by :func:`by_image`'s products: W ``(1, G,
-    C_out/G, K)`` times each image's columns, written into y; the bias added while the tile is in cache."""
-    W, y = W[0], np.empty(g.y_shape, dtype=g.dtype)
+    C_out/G, K)`` times each image's columns, written into y (``out`` when given); the bias added while
+    the tile is in cache."""
+    W, y = W[0], _target(out, g.y_shape, g.dtype)
     bias = None if b is None else b.reshape(g.groups, -1, 1)
     for t in tiles:
         cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)
@@ -1109,7 +1125,7 @@ def _forward_by_image(xc, W, b, layout: Layout, g, tiles, keep: bool) -> tuple:
     return y, cols
 
 
-def _products_by_image(dy, xc, kept, w, g, layout: Layout, tiles, need_dx: bool, need_dw: bool):
+def _products_by_image(dy, xc, kept, w, g, layout: Layout, tiles, need_dx: bool, need_dw: bool, out=None):
     """:func:`products` by :func:`by_image`'s products, dy read as given: dW ``(C_out, C_in/G, *k)`` the sum of
     each image's ``cols @ dyᵀ``; dcols ``Wᵀ @ dy`` per image, then col2im. -> (dx or None, dw or None)."""
     filters = g.out_channels // g.groups
@@ -1127,7 +1143,7 @@ def _products_by_image(dy, xc, kept, w, g, layout: Layout, tiles, need_dx: bool,
             dcols = layout.dcols_buffer(g, t)
             np.matmul(W.swapaxes(-1, -2), dY, out=_images(dcols, t))
             layout.col2im(dcols, layout.tile_input(dxc, t), g, t)
-    dx = layout.input_gradient(dxc, g) if need_dx else None
+    dx = layout.input_gradient(dxc, g, out) if need_dx else None
     dw = _weight_from_rows(dW.swapaxes(-1, -2)[None], g, w.shape) if need_dw else None
     return dx, dw
 
@@ -1196,12 +1212,12 @@ def _whole_batch(layout: Layout, g) -> tuple[Tile, ...] | None:
     return whole if len(whole) == 1 else None
 
 
-def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = None, chosen=None):
+def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = None, chosen=None, out=None):
     """(dx by col2im or None, dw or None): the backward's matrix products over the im2col matrix.
 
     ``chosen``: (:func:`choose_layout`'s answer, dy's arrangement in that layout or None), when the
-    caller has them. A flat layout's dW whose grid made a NaN (:func:`grid_made_nan`) is computed again
-    in the row layout."""
+    caller has them. ``out``: where dx may be written (x's shape and dtype). A flat layout's dW whose
+    grid made a NaN (:func:`grid_made_nan`) is computed again in the row layout."""
     layout, dyc = chosen or (choose_layout(g, need_dx), None)
     kept = take_kept(saved, "columns", (g, layout)) if need_dw else None  # forward's im2col matrix
     tiles = _whole_batch(layout, g) if kept is not None else None
@@ -1209,7 +1225,7 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
         kept, tiles = None, tiles_of(layout, g, int(need_dx) + int(need_dw))
     xc = layout.arranged(x, g) if need_dw and kept is None else None
     if by_image(layout, g, tiles):
-        return _products_by_image(dy, xc, kept, w, g, layout, tiles, need_dx, need_dw)
+        return _products_by_image(dy, xc, kept, w, g, layout, tiles, need_dx, need_dw, out)
     rows, M = layout.rows(g), product_rows(g)  # dW's products take M ≥ C_out/G rows
     W = _weight_rows(w, g, rows) if need_dx else None
     filters, K = g.out_channels // g.groups, g.in_channels // g.groups * math.prod(g.kernel) // rows
@@ -1234,32 +1250,44 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
                 for W_row, part in zip(W, parts):
                     matmul_add(W_row.swapaxes(-1, -2), dY, part)
             layout.col2im(dcols, layout.tile_input(dxc, t), g, t)
-    dx = layout.input_gradient(dxc, g) if need_dx else None
+    dx = layout.input_gradient(dxc, g, out) if need_dx else None
     dw = _weight_from_rows(dW[..., : filters].swapaxes(-1, -2), g, w.shape) if need_dw else None
     if isinstance(layout, Flat) and grid_made_nan(dw, x):
         dw = products(dy, x, w, g, False, True, chosen=(_row_layout(g, need_dx), None))[1]
     return dx, dw
 
 
+def backward(dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None, out=None) -> tuple:
+    """dy ``(N, C_out, *O)`` -> (dx like x, dw like w, db ``(C_out,)``), each None where not asked for;
+    dx written into ``out`` (x's shape and dtype) where it can be."""
+    correlate = need_dx and correlate_input_grad(g)
+    layout = choose_layout(g, need_dx)
+    shared = shared_grad_output(dy, g, layout, g.groups * product_rows(g)) if correlate and need_dw else None
+    dx = input_grad_as_correlation(dy, w, g, arranged=shared and shared[1], out=out) if correlate else None
+    dw = None
+    if need_dw or (need_dx and not correlate):
+        chosen = (layout, shared and shared[0])
+        col2im_dx, dw = products(dy, x, w, g, need_dx and not correlate, need_dw, saved, chosen, out)
+        dx = dx if correlate else col2im_dx
+    return dx, dw, (bias_grad(dy) if need_db else None)
+
+
 class Gemm(Algorithm):
+    """im2col + GEMM; a large batch in parts, one per core (:mod:`convgrad.conv.cores`)."""
+
     name = "gemm"
     saves = True
 
     def forward(self, x, w, b, g, saved=None):
-        return forward(x, w, b, g, saved)
+        pieces = cores.parts(g)
+        return forward(x, w, b, g, saved) if pieces is None else cores.forward(forward, x, w, b, g, pieces, saved)
 
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None):
         """dy ``(N, C_out, *O)`` -> dx like x, dw like w, db ``(C_out,)``."""
-        correlate = need_dx and correlate_input_grad(g)
-        layout = choose_layout(g, need_dx)
-        shared = shared_grad_output(dy, g, layout, g.groups * product_rows(g)) if correlate and need_dw else None
-        dx = input_grad_as_correlation(dy, w, g, arranged=shared and shared[1]) if correlate else None
-        dw = None
-        if need_dw or (need_dx and not correlate):
-            chosen = (layout, shared and shared[0])
-            col2im_dx, dw = products(dy, x, w, g, need_dx and not correlate, need_dw, saved, chosen)
-            dx = dx if correlate else col2im_dx
-        return dx, dw, (bias_grad(dy) if need_db else None)
+        pieces = cores.parts(g)
+        if pieces is None:
+            return backward(dy, x, w, g, need_dx, need_dw, need_db, saved)
+        return cores.backward(backward, dy, x, w, g, pieces, need_dx, need_dw, need_db, saved)
 
 
 ALGORITHM = Gemm()

@@ -1,0 +1,108 @@
+"""A large convolution's batch split into parts that run at once, one per core (the gemm algorithm's).
+
+OpenBLAS runs each matrix product on every core, but the copies between products (im2col, col2im,
+the layout changes) run on one, and rewrite cache lines the other core's BLAS thread has just read
+(BENCHMARKS.md, "Handing data between cores"). Cut into one part per BLAS thread, each part runs the
+whole algorithm on its own core, its products on that core's thread alone, into its slice of y and
+dx; dW and db are the parts' sums. Each part gets its share of the workspace limit.
+
+Measured (forward + backward against the same code unsplit, alternating blocks in one process, 2
+cores): see :data:`PART_MACS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable
+
+import numpy as np
+
+from .._args import interned
+from .._blas import threads
+from .._config import workspace_share
+from .._parallel import in_part, side_by_side, workers
+
+PART_COLUMNS = 3 * 10**6  # a batch is split when each part's im2col matrix has this many elements,
+PART_MACS = 125 * 10**6  # or each part's forward this many multiply-adds (see the module docstring)
+
+
+def macs(g) -> int:
+    """Multiply-adds of the forward of geometry ``g``."""
+    return math.prod(g.y_shape) * g.in_channels // g.groups * math.prod(g.kernel)
+
+
+def columns(g) -> int:
+    """Elements of the forward's im2col matrix (every group's): the copying a call does, roughly."""
+    return g.batch * math.prod(g.out_size) * g.in_channels * math.prod(g.kernel)
+
+
+def parts(g) -> tuple | None:
+    """``((images, geometry), ...)``: slices covering the batch, one per BLAS thread, each with its
+    part's geometry; None where the call runs whole (one thread, a small call, symbolic arrays, or
+    inside a part already)."""
+    count = min(threads(), workers(), g.batch)
+    return None if count < 2 or in_part() else _parts(g, count, PART_COLUMNS, PART_MACS)
+
+
+@functools.lru_cache(maxsize=256)
+def _parts(g, count: int, least_columns: int, least_macs: int) -> tuple | None:
+    """:func:`parts` for ``count`` parts, each with at least ``least_columns`` im2col elements or
+    ``least_macs`` multiply-adds; computed once."""
+    if g.dtype == object or (columns(g) < count * least_columns and macs(g) < count * least_macs):
+        return None
+    bounds = [g.batch * i // count for i in range(count + 1)]
+    return tuple((slice(a, b), interned(dataclasses.replace(g, batch=b - a))) for a, b in zip(bounds, bounds[1:]))
+
+
+def _run(jobs: list[Callable[[], object]]) -> list:
+    """:func:`side_by_side`, each job on its share of the workspace limit."""
+    def shared(job):
+        with workspace_share(len(jobs)):
+            return job()
+    return side_by_side([functools.partial(shared, job) for job in jobs])
+
+
+def forward(run, x, w, b, g, pieces: tuple, saved: dict | None) -> np.ndarray:
+    """y ``(N, C_out, *O)`` by ``run(x, w, b, geometry, saved, out=)`` on each part of ``pieces`` (:func:`parts`).
+    A training module's ``saved`` dict gets one dict per part, under ``"parts"``."""
+    y = np.empty(g.y_shape, dtype=g.dtype)
+    kept = None if saved is None else [{"input_grad": saved.get("input_grad", True)} for _ in pieces]
+    if saved is not None:
+        saved["parts"] = kept
+
+    def part(i: int) -> None:
+        images, geometry = pieces[i]
+        _into(y[images], run(x[images], w, b, geometry, None if kept is None else kept[i], out=y[images]))
+
+    _run([functools.partial(part, i) for i in range(len(pieces))])
+    return y
+
+
+def _into(target: np.ndarray, result: np.ndarray) -> None:
+    """A part's result where it belongs (``run`` may have written it there already)."""
+    if result is not target:
+        target[...] = result
+
+
+def backward(run, dy, x, w, g, pieces: tuple, need_dx: bool, need_dw: bool, need_db: bool, saved: dict | None):
+    """(dx or None, dw or None, db or None) by ``run(dy, x, w, geometry, need_dx, need_dw, need_db, saved, out=)``
+    on each part of ``pieces``, with what :func:`forward` kept for each part."""
+    kept = saved.pop("parts", None) if saved else None
+    kept = kept if kept is not None and len(kept) == len(pieces) else [None] * len(pieces)
+    dx = np.empty(g.x_shape, dtype=g.dtype) if need_dx else None
+
+    def part(i: int) -> tuple:
+        images, geometry = pieces[i]
+        target = dx[images] if need_dx else None
+        part_dx, dw, db = run(dy[images], None if x is None else x[images], w, geometry, need_dx, need_dw, need_db,
+                              kept[i], out=target)
+        if need_dx:
+            _into(target, part_dx)
+        return dw, db
+
+    sums = _run([functools.partial(part, i) for i in range(len(pieces))])
+    dw, db = (None if first is None else functools.reduce(np.add, [s[k] for s in sums]) for k, first in
+              enumerate(sums[0]))
+    return dx, dw, db

@@ -1,0 +1,218 @@
+"""A large gemm convolution's batch split into parts that run at once, one per core (convgrad.conv.cores):
+the same numbers as PyTorch, the parts cover the batch, a training module's kept columns serve each
+part, and the thread machinery (one BLAS thread per part, errors, the workspace share) behaves."""
+
+import threading
+import time
+
+import numpy as np
+import oracle
+import pytest
+import test_workspace
+from strategies import Case
+
+import convgrad as cg
+from convgrad import _blas, _config, _parallel
+from convgrad._args import conv_geometry
+from convgrad.conv import api, cores
+from convgrad.gradcheck import rel_error
+
+SPLIT = {
+    "odd batch, padding": Case((5, 3, 9, 8), (4, 3, 3, 3), True, dict(padding=1)),
+    "stride, (lo, hi) pairs": Case((4, 2, 11, 12), (3, 2, 3, 2), True, dict(stride=2, padding=((2, 1), (0, 3)))),
+    "groups, dilation": Case((3, 6, 10, 9), (9, 2, 3, 3), False, dict(groups=3, dilation=2, padding=2)),
+    "reflect": Case((2, 2, 7, 6), (3, 2, 3, 3), True, dict(padding=2, padding_mode="reflect")),
+    "circular, stride": Case((3, 2, 8, 7), (4, 2, 3, 3), True, dict(padding=1, padding_mode="circular", stride=2)),
+    "1-D": Case((4, 3, 40), (5, 3, 5), True, dict(padding=2)),
+    "3-D": Case((3, 2, 5, 6, 4), (3, 2, 3, 2, 2), True, dict(padding=1, stride=(1, 2, 1))),
+}
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Every gemm call with two images or more is split (in two parts, as on two cores), and counted."""
+    monkeypatch.setattr(cores, "PART_COLUMNS", 1)
+    monkeypatch.setattr(cores, "threads", lambda: 2)
+    monkeypatch.setattr(_parallel, "WORKERS", 2)
+    calls = []
+    original = _parallel.side_by_side
+    monkeypatch.setattr(cores, "side_by_side", lambda jobs: calls.append(len(jobs)) or original(jobs))
+    return calls
+
+
+@pytest.mark.parametrize("name", SPLIT)
+def test_split_batches_match_torch(name, split_everything):
+    case = SPLIT[name]
+    case.b_size = case.w_shape[0]
+    oracle.check_layer(cg.conv, cg.conv_backward, oracle.conv, case, "gemm", 0)
+    assert split_everything == [2, 2]  # forward and backward each ran in two parts
+
+
+def test_parts_cover_the_batch_with_their_own_geometries(split_everything):
+    x, w = np.zeros((7, 3, 8, 8), np.float32), np.zeros((4, 3, 3, 3), np.float32)
+    g = conv_geometry("t", x, w, None, 1, 1, 1, 1, "zeros")[0]
+    pieces = cores.parts(g)
+    assert [p[0] for p in pieces] == [slice(0, 3), slice(3, 7)]
+    assert [p[1].batch for p in pieces] == [3, 4]
+    assert all(p[1].in_size == g.in_size and p[1].out_size == g.out_size and p[1].pads == g.pads for p in pieces)
+    one = conv_geometry("t", x[:1], w, None, 1, 1, 1, 1, "zeros")[0]
+    assert cores.parts(one) is None  # one image: nothing to split
+
+
+@pytest.mark.parametrize("x_shape, w_shape, options, split", [
+    ((64, 16, 32, 32), (16, 16, 3, 3), dict(padding=1), True),  # cifar-16: 9.4 million im2col elements
+    ((32, 16, 32, 32), (16, 16, 3, 3), dict(padding=1), False),  # half that
+    ((16, 64, 16, 16), (64, 64, 3, 3), dict(padding=1), False),  # 2.4 million, 151 million multiply-adds
+    ((64, 64, 16, 16), (128, 64, 3, 3), dict(padding=1, stride=2), True),  # down-s2: 302 million
+])
+def test_calls_with_enough_copying_or_arithmetic_are_split(monkeypatch, x_shape, w_shape, options, split):
+    monkeypatch.setattr(cores, "threads", lambda: 2)
+    monkeypatch.setattr(_parallel, "WORKERS", 2)
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    g = conv_geometry("t", x, w, None, options.get("stride", 1), options["padding"], 1, 1, "zeros")[0]
+    assert cores.columns(g) == g.batch * np.prod(g.out_size) * g.in_channels * np.prod(g.kernel)
+    assert cores.macs(g) == cores.columns(g) * g.out_channels
+    assert (cores.parts(g) is not None) == split
+
+
+def test_one_thread_and_parts_are_not_split(monkeypatch):
+    x, w = np.zeros((64, 64, 16, 16), np.float32), np.zeros((64, 64, 3, 3), np.float32)
+    g = conv_geometry("t", x, w, None, 1, 1, 1, 1, "zeros")[0]
+    monkeypatch.setattr(cores, "threads", lambda: 2)
+    monkeypatch.setattr(_parallel, "WORKERS", 2)
+    assert cores.parts(g) is not None
+    assert _parallel.side_by_side([lambda: cores.parts(g)]) == [None]  # already inside a part
+    monkeypatch.setattr(cores, "threads", lambda: 1)
+    assert cores.parts(g) is None
+
+
+def test_training_module_keeps_columns_for_each_part(monkeypatch, split_everything):
+    """A training Conv2d's split forward keeps each part's im2col matrix; its split backward builds none,
+    and its gradients are PyTorch's."""
+    rng = np.random.default_rng(3)
+    module = cg.nn.Conv2d(3, 5, 3, padding=1, dtype=np.float64)
+    x = rng.normal(size=(5, 3, 10, 9))
+    y = module(x)
+    assert len(module._saved["parts"]) == 2 and all("columns" in kept for kept in module._saved["parts"])
+    dy = rng.normal(size=y.shape)
+    calls = test_workspace._count_im2col(monkeypatch)
+    dx = module.backward(dy)
+    assert calls == []
+    ref = oracle.conv(x, module.weight.data, module.bias.data, dy, padding=1)
+    assert oracle.close(y, ref[0], 1e-10)
+    for got, want in zip((dx, module.weight.grad, module.bias.grad), ref[1:]):
+        assert oracle.close(got, want, 1e-10)
+    assert split_everything == [2, 2]
+
+
+def test_split_backward_without_input_grad(split_everything):
+    rng = np.random.default_rng(4)
+    x, w = rng.normal(size=(4, 2, 9, 9)), rng.normal(size=(3, 2, 3, 3))
+    dy = rng.normal(size=(4, 3, 9, 9))
+    dx, dw, db = api.backward_pass("t", dy, x, w, 1, 1, 1, 1, "zeros", True, "gemm", need_dx=False)
+    ref = oracle.conv(x, w, np.zeros(3), dy, padding=1)
+    assert dx is None and oracle.close(dw, ref[2], 1e-10) and oracle.close(db, ref[3], 1e-10)
+
+
+def test_float32_stays_float32_when_split(split_everything):
+    rng = np.random.default_rng(5)
+    x, w = rng.normal(size=(4, 3, 8, 8)).astype(np.float32), rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    y = cg.conv(x, w, padding=1)
+    dx, dw, _ = cg.conv_backward(np.ones_like(y), x, w, padding=1)
+    ref = oracle.conv(x, w, None, np.ones(y.shape), padding=1)
+    assert {a.dtype for a in (y, dx, dw)} == {np.dtype(np.float32)}
+    assert rel_error(y, ref[0]) < 1e-5 and rel_error(dx, ref[1]) < 1e-5 and rel_error(dw, ref[2]) < 1e-5
+
+
+def test_side_by_side_runs_jobs_at_once_in_order():
+    """The second job waits for an event only the first sets: they must run at the same time."""
+    started = threading.Event()
+
+    def first():
+        started.set()
+        return _parallel.in_part()
+
+    def second():
+        assert started.wait(10)
+        return "second"
+
+    assert _parallel.side_by_side([second, first]) == ["second", True]
+    assert not _parallel.in_part()
+
+
+def test_side_by_side_waits_for_every_job_before_raising():
+    finished = []
+
+    def fails():
+        raise ValueError("first job")
+
+    def slow():
+        time.sleep(0.2)
+        finished.append(True)
+
+    with pytest.raises(ValueError, match="first job"):
+        _parallel.side_by_side([fails, slow])
+    assert finished == [True]
+    with pytest.raises(KeyError):
+        _parallel.side_by_side([lambda: None, lambda: {}["missing"]])
+
+
+def test_work_inside_a_part_is_not_split_again():
+    seen = []
+    _parallel.side_by_side([lambda: _parallel.over_channels(seen.append, 64, 1 << 30), lambda: None])
+    assert seen == [slice(0, 64)]
+
+
+def test_each_part_gets_its_share_of_the_workspace_limit():
+    limit = cg.get_workspace_limit()
+    shares = _parallel.side_by_side([lambda: _share(2), lambda: _share(2)])
+    assert shares == [limit // 2] * 2 and cg.get_workspace_limit() == limit
+
+
+def _share(parts):
+    with _config.workspace_share(parts):
+        return cg.get_workspace_limit()
+
+
+class _FakeThreads:
+    """Stands for OpenBLAS's thread count: (get, set)."""
+
+    def __init__(self, count):
+        self.count, self.history = count, []
+
+    def control(self):
+        return (lambda: self.count), self.put
+
+    def put(self, count):
+        self.count = count
+        self.history.append(count)
+
+
+def test_one_thread_restores_the_count_after_the_last_block_leaves(monkeypatch):
+    fake = _FakeThreads(4)
+    monkeypatch.setattr(_blas, "_thread_control", fake.control)
+    with _blas.one_thread() as done:
+        assert done and _blas.threads() == 1
+        with _blas.one_thread():
+            assert _blas.threads() == 1
+        assert _blas.threads() == 1  # an inner block leaving does not restore
+    assert _blas.threads() == 4 and fake.history == [1, 4]
+    with pytest.raises(RuntimeError):
+        with _blas.one_thread():
+            raise RuntimeError
+    assert _blas.threads() == 4
+
+
+def test_one_thread_without_openblas_says_so(monkeypatch):
+    monkeypatch.setattr(_blas, "_thread_control", lambda: None)
+    with _blas.one_thread() as done:
+        assert not done
+    assert _blas.threads() == 1
+
+
+@pytest.mark.skipif(_blas._thread_control() is None, reason="NumPy's BLAS is not OpenBLAS here")
+def test_one_thread_sets_numpys_openblas():
+    before = _blas.threads()
+    with _blas.one_thread():
+        assert _blas.threads() == 1
+    assert _blas.threads() == before
