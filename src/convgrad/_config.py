@@ -35,14 +35,19 @@ def get_workspace_limit() -> int:
     A call whose batch is split across the cores runs its parts at once, each on its share: inside a
     part (:func:`workspace_share`) this is the limit divided by the number of parts.
     """
-    return _settings["workspace_bytes"] // getattr(_share, "parts", 1)
+    return _settings["workspace_bytes"] // sharing()
+
+
+def sharing() -> int:
+    """How many parts of one call run at once with this thread's (1 outside :func:`workspace_share`)."""
+    return getattr(_share, "parts", 1)
 
 
 @contextlib.contextmanager
 def workspace_share(parts: int) -> Iterator[None]:
     """This thread's algorithm calls get 1/``parts`` of the workspace limit inside the block: it runs
     one of ``parts`` parts of a call that run at once."""
-    previous = getattr(_share, "parts", 1)
+    previous = sharing()
     _share.parts = parts
     try:
         yield
