@@ -333,7 +333,7 @@ STACKED = {  # the flat layout's kernel rows in one product: rows · filters per
     "2-D": Case((2, 8, 12, 10), (8, 8, 3, 3), True, dict(padding=1)),
     "2-D, groups": Case((2, 6, 20, 12), (6, 3, 3, 3), True, dict(groups=2, padding=(2, 1), dilation=(2, 1))),
     "1-D rows of 3": Case((2, 24, 60), (24, 24, 9), True, dict(padding=4)),
-    "3-D": Case((1, 8, 24, 24, 24), (8, 8, 3, 3, 3), False, dict(padding=1)),
+    "3-D": Case((1, 24, 22, 22, 6), (8, 24, 3, 3, 3), False, dict(padding=1)),  # 9 rows of 72 from k_d·k_h starts
 }
 
 

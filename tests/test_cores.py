@@ -25,6 +25,7 @@ SPLIT = {
     "circular, stride": Case((3, 2, 8, 7), (4, 2, 3, 3), True, dict(padding=1, padding_mode="circular", stride=2)),
     "1-D": Case((4, 3, 40), (5, 3, 5), True, dict(padding=2)),
     "3-D": Case((3, 2, 5, 6, 4), (3, 2, 3, 2, 2), True, dict(padding=1, stride=(1, 2, 1))),
+    "3-D flat, dilation": Case((3, 2, 5, 6, 7), (3, 2, 3, 2, 3), True, dict(padding=(1, 1, 2), dilation=(1, 2, 1))),
 }
 
 

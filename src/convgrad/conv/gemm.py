@@ -454,9 +454,9 @@ class Flat(Layout):
     def rows(self, g) -> int:
         return _kernel_rows(g)
 
-    def _shift(self, g) -> int:
-        """How far kernel row κ₁ + 1 reads past kernel row κ₁ (in 1-D, one block of offsets further)."""
-        return g.dilation[0] * (_flat_strides(self.grid(g).period)[0] if g.nd > 1 else _row_offsets(g))
+    def starts(self, g) -> tuple[int, ...]:
+        """How far each kernel row (:func:`_kernel_rows`) reads past the first (in 1-D, a block of offsets)."""
+        return _row_starts(self, g)
 
     def tiles(self, g, buffers: int = 1, limit: int | None = None) -> list[Tile]:
         """Chunks of whole images, each one grid; ``inputs`` is the chunk's range of the flat rows (with
@@ -536,11 +536,10 @@ class Flat(Layout):
         return cols.reshape(g.groups, -1, cols.shape[2])
 
     def parts(self, cols: np.ndarray, g, t: Tile) -> list:
-        shift = self._shift(g)
-        return [cols[..., i * shift: i * shift + t.span] for i in range(self.rows(g))]
+        return [cols[..., start: start + t.span] for start in self.starts(g)]
 
     def dcols_buffer(self, g, t: Tile) -> np.ndarray:
-        extent = t.span + (self.rows(g) - 1) * self._shift(g)
+        extent = t.span + self.starts(g)[-1]
         shape = (g.groups, g.in_channels // g.groups * _row_offsets(g), extent)
         return scratch(math.prod(shape), g.dtype, SLOT_DCOLS).reshape(shape)
 
@@ -604,18 +603,30 @@ class Flat(Layout):
 @functools.lru_cache(maxsize=PLANS)
 def _flat_runs(layout: Flat, g, span: int) -> tuple:
     """:meth:`Flat._runs` of a tile of ``span`` columns, computed once."""
-    extent = span + (layout.rows(g) - 1) * layout._shift(g)
+    extent = span + layout.starts(g)[-1]
     return tuple((k, slice(start, start + extent)) for k, start in enumerate(layout.grid(g).starts[: _row_offsets(g)]))
 
 
+@functools.lru_cache(maxsize=PLANS)
+def _row_starts(layout: Flat, g) -> tuple[int, ...]:
+    """:meth:`Flat.starts`, computed once: the grid's start of each row's first offset, less the first's."""
+    starts = layout.grid(g).starts
+    return tuple(start - starts[0] for start in starts[:: _row_offsets(g)])
+
+
 def _kernel_rows(g) -> int:
-    """The flat layout's products per tile: one per kernel row in 2-D and 3-D. In 1-D the kernel is cut
-    into k/b rows of b offsets, b the smallest divisor ≥ 3 of k that still gives each product
-    ``C_in/G·b ≥ SPLIT_ROWS`` rows (else one row of all k): conv1d (k = 9, 32 channels) runs 3
-    products of 96 rows, with 3 times less im2col copying (measured: 50 -> 43 ms; b = 1, 9 products
-    of 32 rows and no copying at all: 48 ms)."""
+    """The flat layout's products per tile: one per kernel row (a run of the last dim's offsets: k_h
+    rows in 2-D, k_d·k_h in 3-D), each over an im2col matrix of the last dim's offsets only. In 3-D,
+    rows of whole k_h·k_w planes (k_d products) copy x k_h times as often: with conv3d's 16 channels,
+    products of 48 rows (forward + backward, in parts on two cores) took 0.685-0.69x as long as those of
+    144 rows, stacked (3 products of 9 offsets in one; unstacked products of 48 rows stacked: 0.80x; 27
+    products of 16 rows, no im2col: 0.85x); (16, 16, 16, 32, 32) with 32 filters 0.85x, 32 and 64
+    channels 0.97-0.99x. In 1-D the kernel is cut into k/b rows of b offsets, b the smallest divisor ≥ 3
+    of k that still gives each product ``C_in/G·b ≥ SPLIT_ROWS`` rows (else one row of all k): conv1d
+    (k = 9, 32 channels) runs 3 products of 96 rows, with 3 times less im2col copying (measured: 50 ->
+    43 ms; b = 1, 9 products of 32 rows and no copying at all: 48 ms)."""
     if g.nd > 1:
-        return g.kernel[0]
+        return math.prod(g.kernel[:-1])
     k, channels = g.kernel[0], g.in_channels // g.groups
     return next((k // b for b in range(3, k) if k % b == 0 and channels * b >= SPLIT_ROWS), 1)
 
@@ -1075,7 +1086,7 @@ def _forward_by_tile(xc, W, b, layout: Layout, g, tiles, keep: bool, out: np.nda
         through = _writes_through(target, g.groups, t.columns)
         direct = _as_matrix(target, g.groups, t.columns) if through else None
         if stack is not None:
-            product = _stacked_product(stack, len(W), cols, layout._shift(g), t.span, direct)
+            product = _stacked_product(stack, layout.starts(g), cols, t.span, direct)
         else:
             product = None
             for W_row, part in zip(W, layout.parts(cols, g, t)):
@@ -1171,16 +1182,15 @@ def _stacked(W: np.ndarray, layout: Layout, g) -> np.ndarray | None:
     return np.ascontiguousarray(W.transpose(1, 0, 2, 3)).reshape(W.shape[1], rows * M, K)
 
 
-def _stacked_product(stack: np.ndarray, rows: int, cols: np.ndarray, shift: int, span: int,
-                     out: np.ndarray | None) -> np.ndarray:
-    """``Σᵢ Wᵢ @ cols[..., i·shift : i·shift + span]`` over the ``rows`` kernel rows (the flat layout's
-    :meth:`Flat.parts`) by one product ``stack (G, rows·M, K) @ cols (G, K, extent)``, row block i read
-    ``i·shift`` further -> ``(G, M, span)`` (into ``out`` when given)."""
+def _stacked_product(stack: np.ndarray, starts: tuple, cols: np.ndarray, span: int, out: np.ndarray | None) -> np.ndarray:
+    """``Σᵢ Wᵢ @ cols[..., sᵢ : sᵢ + span]`` over the kernel rows, which start at ``starts`` (the flat
+    layout's :meth:`Flat.parts`), by one product ``stack (G, rows·M, K) @ cols (G, K, extent)``, row
+    block i read sᵢ further -> ``(G, M, span)`` (into ``out`` when given)."""
     G, stacked, _ = stack.shape
-    M = stacked // rows
+    M = stacked // len(starts)
     every = scratch(G * stacked * cols.shape[-1], cols.dtype, SLOT_DCOLS).reshape(G, stacked, cols.shape[-1])
     np.matmul(stack, cols, out=every)
-    blocks = [every[:, i * M: (i + 1) * M, i * shift: i * shift + span] for i in range(rows)]
+    blocks = [every[:, i * M: (i + 1) * M, start: start + span] for i, start in enumerate(starts)]
     product = np.add(blocks[0], blocks[1], out=out)
     for block in blocks[2:]:
         product += block
