@@ -132,6 +132,13 @@ def test_bench_runs_and_writes_its_figures(tmp_path, capsys):
     printed = next(line for line in text.splitlines() if line.startswith("pw-1x1"))
     assert len(row["handoff_costs"]) == 5 and 0 < handoff < float("inf") and f" {handoff:.1f}x " in printed
     assert report["numpy_matmul_gflops"] > 0 and report["torch"].startswith("2.13.0")
+    assert [r["parts"] for r in report["cases"]] == [1, 1] and printed.endswith("pointwise")
+
+
+def test_bench_names_a_batch_split_into_parts():
+    from convgrad import bench
+
+    assert bench._in_parts({"parts": 2}) == ", batch in 2 parts" and bench._in_parts({"parts": 1}) == ""
 
 
 @pytest.mark.parametrize("cost, flagged", [(1.2, False), (6.0, True)])

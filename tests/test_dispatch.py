@@ -61,6 +61,24 @@ def test_auto_choice_is_inspectable(x_shape, w_shape, options, expected):
     assert dispatch.describe(x, w, **options) == expected
 
 
+@pytest.mark.parametrize("x_shape, w_shape, options, expected", [
+    ((64, 64, 16, 16), (64, 64, 3, 3), dict(padding=1), 2),  # res-64: gemm, large
+    ((8, 64, 16, 16), (64, 64, 3, 3), dict(padding=1), 1),  # small
+    ((64, 256, 16, 16), (64, 256, 1, 1), {}, 1),  # pointwise runs whole
+    ((1, 64, 128, 128), (64, 64, 3, 3), dict(padding=1), 1),  # one image
+])
+def test_the_split_into_parts_is_inspectable(monkeypatch, x_shape, w_shape, options, expected):
+    from convgrad import _parallel
+    from convgrad.conv import cores
+
+    monkeypatch.setattr(cores, "threads", lambda: 2)
+    monkeypatch.setattr(_parallel, "WORKERS", 2)
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    assert dispatch.parts(x, w, **options) == expected
+    monkeypatch.setattr(cores, "threads", lambda: 1)
+    assert dispatch.parts(x, w, **options) == 1
+
+
 def test_equal_geometries_are_one_object():
     """A forward's geometry, its backward's (another function name, dy's dtype joined) and an internal
     plain one with the same fields are the same object, so that the plans cached per geometry find it by

@@ -206,7 +206,7 @@ def _torch_step(torch, case: Case, x, w, b, dy):
 def run_case(case: Case, repeats: int, torch=None) -> dict:
     """Time one case; returns a dict of the figures."""
     from . import conv, conv_backward
-    from .conv.dispatch import describe
+    from .conv.dispatch import describe, parts
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(case.x, dtype=np.float32)
@@ -225,6 +225,7 @@ def run_case(case: Case, repeats: int, torch=None) -> dict:
     return {
         "case": case.name, "convgrad_ms": ours_s * 1e3, "torch_ms": torch_s * 1e3, "ratio": ours_s / torch_s,
         "gflops": case.flops(y.shape) / ours_s / 1e9, "algorithm": describe(x, w, **case.options),
+        "parts": parts(x, w, **case.options),
         "peak_extra_mib": _peak_extra(ours, outputs) / 2**20, "handoff_costs": handoffs,
     }
 
@@ -366,6 +367,11 @@ def vector_unit(flags: set) -> str:
     return ""
 
 
+def _in_parts(row: dict) -> str:
+    """The algorithm column's note of a batch split into parts on as many cores (``dispatch.parts``)."""
+    return f", batch in {row['parts']} parts" if row["parts"] > 1 else ""
+
+
 def run(cases=None, compare_torch: bool = True, repeats: int = 15, threads: int | None = None,
         training: bool = True, out=None) -> dict:
     """Run the suite and print the table (to ``out``, default stdout); returns every figure as a dict."""
@@ -399,7 +405,7 @@ def run(cases=None, compare_torch: bool = True, repeats: int = 15, threads: int 
         report["cases"].append(row)
         print(f"{row['case']:<10} {row['convgrad_ms']:>11.2f} {row['torch_ms']:>9.2f} {row['ratio']:>6.2f} "
               f"{row['gflops']:>8.1f} {row['matmul_fraction']:>9.0%} {row['peak_extra_mib']:>8.1f} {handoff:>6.1f}x"
-              f"  {row['algorithm']}", file=out, flush=True)
+              f"  {row['algorithm']}{_in_parts(row)}", file=out, flush=True)
     ratios = [r["ratio"] for r in report["cases"] if r["ratio"] == r["ratio"]]
     if ratios:
         report["geometric_mean_ratio"] = math.exp(statistics.fmean(math.log(r) for r in ratios))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._args import ConvGeometry
-from . import as_forward, depthwise, fft, gemm, naive, pointwise
+from . import as_forward, cores, depthwise, fft, gemm, naive, pointwise
 from .base import Algorithm
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -49,7 +49,18 @@ def describe(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     >>> describe(np.ones((1, 2, 8, 8), np.float32), np.ones((3, 2, 3, 3), np.float32))
     'gemm'
     """
+    return choose(_geometry("describe", x, weight, bias, stride, padding, dilation, groups, padding_mode)).name
+
+
+def parts(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") -> int:
+    """Into how many parts of the batch, run at once on as many cores, ``algorithm="auto"`` splits this
+    convolution (1: it runs whole; see :mod:`convgrad.conv.cores`). Same arguments as conv."""
+    g = _geometry("parts", x, weight, bias, stride, padding, dilation, groups, padding_mode)
+    pieces = cores.parts(g) if choose(g) is ALGORITHMS["gemm"] else None
+    return 1 if pieces is None else len(pieces)
+
+
+def _geometry(fn, x, weight, bias, stride, padding, dilation, groups, padding_mode) -> ConvGeometry:
     from .._args import conv_geometry
 
-    g = conv_geometry("describe", x, weight, bias, stride, padding, dilation, groups, padding_mode)[0]
-    return choose(g).name
+    return conv_geometry(fn, x, weight, bias, stride, padding, dilation, groups, padding_mode)[0]
