@@ -32,7 +32,8 @@ SPLIT = {
 @pytest.fixture
 def split_everything(monkeypatch):
     """Every gemm call with two images or more is split (in two parts, as on two cores), and counted."""
-    monkeypatch.setattr(cores, "PART_COLUMNS", 1)
+    monkeypatch.setattr(cores, "PART_COPIES", 1)
+    monkeypatch.setattr(cores, "PART_MACS", 1)
     monkeypatch.setattr(cores, "threads", lambda: 2)
     monkeypatch.setattr(_parallel, "WORKERS", 2)
     calls = []
@@ -61,18 +62,20 @@ def test_parts_cover_the_batch_with_their_own_geometries(split_everything):
 
 
 @pytest.mark.parametrize("x_shape, w_shape, options, split", [
-    ((64, 16, 32, 32), (16, 16, 3, 3), dict(padding=1), True),  # cifar-16: 9.4 million im2col elements
-    ((32, 16, 32, 32), (16, 16, 3, 3), dict(padding=1), False),  # half that
-    ((16, 64, 16, 16), (64, 64, 3, 3), dict(padding=1), False),  # 2.4 million, 151 million multiply-adds
-    ((64, 64, 16, 16), (128, 64, 3, 3), dict(padding=1, stride=2), True),  # down-s2: 302 million
+    ((64, 16, 32, 32), (16, 16, 3, 3), dict(padding=1), True),  # cifar-16: 11.5 million copied, 151 million MACs
+    ((32, 16, 32, 32), (16, 16, 3, 3), dict(padding=1), False),  # half of each
+    ((16, 64, 16, 16), (64, 64, 3, 3), dict(padding=1), False),  # 2.9 million copied, 151 million MACs
+    ((32, 128, 8, 8), (128, 128, 3, 3), dict(padding=1), False),  # res-128: 2.9 million, 302 million
+    ((64, 64, 16, 16), (128, 64, 3, 3), dict(padding=1, stride=2), True),  # down-s2: 3.9 million, 302 million
 ])
-def test_calls_with_enough_copying_or_arithmetic_are_split(monkeypatch, x_shape, w_shape, options, split):
+def test_calls_with_enough_copying_and_arithmetic_are_split(monkeypatch, x_shape, w_shape, options, split):
     monkeypatch.setattr(cores, "threads", lambda: 2)
     monkeypatch.setattr(_parallel, "WORKERS", 2)
     x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
     g = conv_geometry("t", x, w, None, options.get("stride", 1), options["padding"], 1, 1, "zeros")[0]
-    assert cores.columns(g) == g.batch * np.prod(g.out_size) * g.in_channels * np.prod(g.kernel)
-    assert cores.macs(g) == cores.columns(g) * g.out_channels
+    columns = g.batch * np.prod(g.out_size) * g.in_channels * np.prod(g.kernel)
+    assert cores.copies(g) == columns + x.size + np.prod(g.y_shape)
+    assert cores.macs(g) == columns * g.out_channels
     assert (cores.parts(g) is not None) == split
 
 

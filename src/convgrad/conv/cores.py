@@ -3,11 +3,20 @@
 OpenBLAS runs each matrix product on every core, but the copies between products (im2col, col2im,
 the layout changes) run on one, and rewrite cache lines the other core's BLAS thread has just read
 (BENCHMARKS.md, "Handing data between cores"). Cut into one part per BLAS thread, each part runs the
-whole algorithm on its own core, its products on that core's thread alone, into its slice of y and
-dx; dW and db are the parts' sums. Each part gets its share of the workspace limit.
+whole algorithm on its own core, its products on that core's thread alone (``_blas.one_thread``),
+into its slice of y and dx; dW and db are the parts' sums. Each part gets its share of the workspace
+limit and, for the flat layout, of the im2col chunk (``gemm.chunk_limit``).
 
-Measured (forward + backward against the same code unsplit, alternating blocks in one process, 2
-cores): see :data:`PART_MACS`.
+A split pays where a call copies much (the copies are what one core did alone) and computes enough
+to outweigh waking the worker thread: each part at least ``PART_COPIES`` elements copied and
+``PART_MACS`` multiply-adds. Measured on 2 cores, forward + backward against the same code unsplit
+(two copies of the package in one process, alternating blocks, the median of the blockwise ratios):
+cifar-16 0.76-0.89x, down-s2 0.83-0.88x, conv1d 0.87x, dil-2 0.88-0.95x, conv3d 0.90-0.92x, res-64
+0.85-0.96x, (32, 32, 28, 28) with 64 3x3 filters 0.89-0.93x, stem-7x7 0.93-1.03x; below a threshold
+a split costs more than it saves: res-128 1.05-1.09x (2.9 million copied, 302 million
+multiply-adds), (16, 64, 16, 16) with 64 filters 1.09-1.76x (2.9 and 151 million), (32, 16, 32, 32)
+with 16 filters 1.06-1.46x (5.7 and 75 million), (256, 6, 12, 12) with 16 5x5 filters 1.13-1.44x,
+(8, 64, 16, 16) 1.63-1.89x. Parts take whole images: y and dx are written in place.
 """
 
 from __future__ import annotations
@@ -24,8 +33,8 @@ from .._blas import threads
 from .._config import workspace_share
 from .._parallel import in_part, side_by_side, workers
 
-PART_COLUMNS = 3 * 10**6  # a batch is split when each part's im2col matrix has this many elements,
-PART_MACS = 125 * 10**6  # or each part's forward this many multiply-adds (see the module docstring)
+PART_COPIES = 1_750_000  # a batch is split when each part copies this many elements (:func:`copies`)
+PART_MACS = 60 * 10**6  # and its forward takes this many multiply-adds (cifar-16: 5.7 and 75 million)
 
 
 def macs(g) -> int:
@@ -33,9 +42,10 @@ def macs(g) -> int:
     return math.prod(g.y_shape) * g.in_channels // g.groups * math.prod(g.kernel)
 
 
-def columns(g) -> int:
-    """Elements of the forward's im2col matrix (every group's): the copying a call does, roughly."""
-    return g.batch * math.prod(g.out_size) * g.in_channels * math.prod(g.kernel)
+def copies(g) -> int:
+    """Elements of the forward's im2col matrix (every group's), x and y: the copying a call does, roughly."""
+    columns = g.batch * math.prod(g.out_size) * g.in_channels * math.prod(g.kernel)
+    return columns + math.prod(g.x_shape) + math.prod(g.y_shape)
 
 
 def parts(g) -> tuple | None:
@@ -43,14 +53,14 @@ def parts(g) -> tuple | None:
     part's geometry; None where the call runs whole (one thread, a small call, symbolic arrays, or
     inside a part already)."""
     count = min(threads(), workers(), g.batch)
-    return None if count < 2 or in_part() else _parts(g, count, PART_COLUMNS, PART_MACS)
+    return None if count < 2 or in_part() else _parts(g, count, PART_COPIES, PART_MACS)
 
 
 @functools.lru_cache(maxsize=256)
-def _parts(g, count: int, least_columns: int, least_macs: int) -> tuple | None:
-    """:func:`parts` for ``count`` parts, each with at least ``least_columns`` im2col elements or
+def _parts(g, count: int, least_copies: int, least_macs: int) -> tuple | None:
+    """:func:`parts` for ``count`` parts, each with at least ``least_copies`` elements copied and
     ``least_macs`` multiply-adds; computed once."""
-    if g.dtype == object or (columns(g) < count * least_columns and macs(g) < count * least_macs):
+    if g.dtype == object or copies(g) < count * least_copies or macs(g) < count * least_macs:
         return None
     bounds = [g.batch * i // count for i in range(count + 1)]
     return tuple((slice(a, b), interned(dataclasses.replace(g, batch=b - a))) for a, b in zip(bounds, bounds[1:]))
@@ -102,7 +112,10 @@ def backward(run, dy, x, w, g, pieces: tuple, need_dx: bool, need_dw: bool, need
             _into(target, part_dx)
         return dw, db
 
-    sums = _run([functools.partial(part, i) for i in range(len(pieces))])
-    dw, db = (None if first is None else functools.reduce(np.add, [s[k] for s in sums]) for k, first in
-              enumerate(sums[0]))
-    return dx, dw, db
+    dws, dbs = zip(*_run([functools.partial(part, i) for i in range(len(pieces))]))
+    return dx, _sum(dws), _sum(dbs)
+
+
+def _sum(arrays: tuple) -> np.ndarray | None:
+    """The parts' sum of a gradient (None where it was not asked for)."""
+    return None if arrays[0] is None else functools.reduce(np.add, arrays)
