@@ -220,3 +220,10 @@ def test_one_thread_sets_numpys_openblas():
     with _blas.one_thread():
         assert _blas.threads() == 1
     assert _blas.threads() == before
+
+
+def test_work_split_by_channel_runs_its_first_part_on_the_calling_thread(monkeypatch):
+    monkeypatch.setattr(_parallel, "WORKERS", 2)
+    seen = {}
+    _parallel.over_channels(lambda c: seen.setdefault(c.start, threading.current_thread()), 64, 1 << 30)
+    assert sorted(seen) == [0, 32] and seen[0] is threading.current_thread() and seen[32] is not seen[0]

@@ -4,6 +4,7 @@ layout changes), as BLAS already has for the matrix products."""
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +30,7 @@ def over_channels(job: Callable[[slice], None], channels: int, elements: int) ->
         job(slice(0, channels))
         return
     bounds = [channels * i // parts for i in range(parts + 1)]
-    futures = [_executor().submit(job, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    for future in futures:
-        future.result()
+    _at_once([functools.partial(job, slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -50,15 +49,22 @@ def side_by_side(jobs: list[Callable[[], object]]) -> list:
     BLAS's products on the thread that calls them and :func:`over_channels` unsplit; their results in
     order. Every job has finished when this returns or raises (the first job's error first)."""
     with one_thread():
-        futures = [_executor().submit(_as_part, job) for job in jobs[1:]]
-        try:
-            first = _as_part(jobs[0])
-        finally:
-            rest = [future.exception() for future in futures]  # waits for each
-        errors = [error for error in rest if error is not None]
-        if errors:
-            raise errors[0]
-        return [first] + [future.result() for future in futures]
+        return _at_once([functools.partial(_as_part, job) for job in jobs])
+
+
+def _at_once(jobs: list[Callable[[], object]]) -> list:
+    """The jobs at once, the first on the calling thread (which would otherwise wait, and whose cache
+    holds what it just did), the others on the pool; their results in order, once every job has
+    finished (the first job's error first)."""
+    futures = [_executor().submit(job) for job in jobs[1:]]
+    try:
+        first = jobs[0]()
+    finally:
+        rest = [future.exception() for future in futures]  # waits for each
+    errors = [error for error in rest if error is not None]
+    if errors:
+        raise errors[0]
+    return [first] + [future.result() for future in futures]
 
 
 def _as_part(job: Callable[[], object]):
