@@ -227,3 +227,56 @@ def test_work_split_by_channel_runs_its_first_part_on_the_calling_thread(monkeyp
     seen = {}
     _parallel.over_channels(lambda c: seen.setdefault(c.start, threading.current_thread()), 64, 1 << 30)
     assert sorted(seen) == [0, 32] and seen[0] is threading.current_thread() and seen[32] is not seen[0]
+
+
+DEPTHWISE = {
+    "one filter each": Case((3, 4, 9, 8), (4, 1, 3, 3), True, dict(groups=4, padding=1)),
+    "two filters each": Case((2, 3, 7, 9), (6, 1, 3, 2), True, dict(groups=3, padding=(1, 2), dilation=(2, 1))),
+    "stride, reflect": Case((2, 4, 9, 10), (4, 1, 3, 3), False, dict(groups=4, padding=1, stride=2,
+                                                                       padding_mode="reflect")),
+    "odd channels, 1-D": Case((2, 5, 30), (5, 1, 5), True, dict(groups=5, padding=2)),
+}
+
+
+@pytest.fixture
+def split_depthwise(monkeypatch):
+    """Every depthwise call is split by channel in two parts, and counted."""
+    from convgrad.conv import depthwise
+
+    monkeypatch.setattr(depthwise, "MIN_ELEMENTS", 1)
+    monkeypatch.setattr(_parallel, "WORKERS", 2)
+    calls = []
+    original = _parallel.side_by_side
+    monkeypatch.setattr(depthwise, "side_by_side", lambda jobs: calls.append(len(jobs)) or original(jobs))
+    return calls
+
+
+@pytest.mark.parametrize("name", DEPTHWISE)
+def test_depthwise_channel_parts_match_torch(name, split_depthwise):
+    case = DEPTHWISE[name]
+    case.b_size = case.w_shape[0]
+    oracle.check_layer(cg.conv, cg.conv_backward, oracle.conv, case, "depthwise", 1)
+    assert split_depthwise == [2, 2]
+
+
+def test_depthwise_training_module_keeps_each_parts_arrangement(split_depthwise, monkeypatch):
+    """Each part's forward keeps its channels of x in the flat layout; the backward arranges x no more."""
+    from convgrad.conv import gemm
+
+    rng = np.random.default_rng(6)
+    module = cg.nn.Conv2d(6, 6, 3, padding=1, groups=6, dtype=np.float64)
+    x = rng.normal(size=(3, 6, 10, 9))
+    y = module(x)
+    assert [list(kept) for kept in module._saved["parts"]] == [["arranged"], ["arranged"]]
+    dy = rng.normal(size=y.shape)
+    arranged = []
+    original = gemm.Flat.arranged
+    monkeypatch.setattr(gemm.Flat, "arranged", lambda self, a, *args, **kw: arranged.append(np.shares_memory(a, x))
+                        or original(self, a, *args, **kw))
+    dx = module.backward(dy)
+    assert not any(arranged)  # x is not arranged again
+    ref = oracle.conv(x, module.weight.data, module.bias.data, dy, padding=1, groups=6)
+    for got, want in zip((y, dx, module.weight.grad, module.bias.grad), ref):
+        assert oracle.close(got, want, 1e-10)
+    dw_only = api.backward_pass("t", dy, x, module.weight.data, 1, 1, 1, 6, "zeros", False, "depthwise", need_dx=False)
+    assert dw_only[0] is None and dw_only[2] is None and oracle.close(dw_only[1], ref[2], 1e-10)

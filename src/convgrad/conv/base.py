@@ -65,6 +65,12 @@ def run_backward(algorithm: Algorithm, dy, x, w, g: ConvGeometry, need_dx, need_
     return algorithm.backward(dy, x, w, g, need_dx, need_dw, need_db)
 
 
+def into(target: np.ndarray, result: np.ndarray) -> None:
+    """A part's result where it belongs, unless the part wrote it there already (its ``out=``)."""
+    if result is not target:
+        target[...] = result
+
+
 def padded(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
     """x ``(N, C, *L)`` padded as ``g`` says: ``(N, C, *P)``."""
     return pad(x, g.pads, g.padding_mode)

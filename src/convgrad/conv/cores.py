@@ -32,6 +32,7 @@ from .._args import interned
 from .._blas import threads
 from .._config import workspace_share
 from .._parallel import in_part, side_by_side, workers
+from .base import into
 
 PART_COPIES = 1_750_000  # a batch is split when each part copies this many elements (:func:`copies`)
 PART_MACS = 60 * 10**6  # and its forward takes this many multiply-adds (cifar-16: 5.7 and 75 million)
@@ -84,16 +85,10 @@ def forward(run, x, w, b, g, pieces: tuple, saved: dict | None) -> np.ndarray:
 
     def part(i: int) -> None:
         images, geometry = pieces[i]
-        _into(y[images], run(x[images], w, b, geometry, None if kept is None else kept[i], out=y[images]))
+        into(y[images], run(x[images], w, b, geometry, None if kept is None else kept[i], out=y[images]))
 
     _run([functools.partial(part, i) for i in range(len(pieces))])
     return y
-
-
-def _into(target: np.ndarray, result: np.ndarray) -> None:
-    """A part's result where it belongs (``run`` may have written it there already)."""
-    if result is not target:
-        target[...] = result
 
 
 def backward(run, dy, x, w, g, pieces: tuple, need_dx: bool, need_dw: bool, need_db: bool, saved: dict | None):
@@ -109,7 +104,7 @@ def backward(run, dy, x, w, g, pieces: tuple, need_dx: bool, need_dw: bool, need
         part_dx, dw, db = run(dy[images], None if x is None else x[images], w, geometry, need_dx, need_dw, need_db,
                               kept[i], out=target)
         if need_dx:
-            _into(target, part_dx)
+            into(target, part_dx)
         return dw, db
 
     dws, dbs = zip(*_run([functools.partial(part, i) for i in range(len(pieces))]))

@@ -23,14 +23,17 @@ for (32, 64, 32, 32), (64, 128, 14, 14) and (64, 32, 28, 28), 0.95x for (16, 256
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 
 import numpy as np
 
-from .._parallel import over_channels
+from .._args import interned
+from .._parallel import MIN_ELEMENTS, in_part, over_channels, side_by_side, workers
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
-from .base import Algorithm, bias_grad, grid_made_nan, padded, take_kept, unpadded
+from .base import Algorithm, bias_grad, grid_made_nan, into, padded, take_kept, unpadded
 from .gemm import (SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, _flat_strides, input_grad_as_correlation,
                    keep_limit, shared_grad_output)
 
@@ -60,13 +63,32 @@ class Depthwise(Algorithm):
 
     def forward(self, x, w, b, g, saved=None):
         """x ``(N, C, *L)``, w ``(C·m, 1, *k)`` -> y ``(N, C·m, *O)``. With a ``saved`` dict (a training
-        module's), x's flat arrangement is kept there for the backward's dW (:func:`_keeps`)."""
+        module's), x's flat arrangement is kept there for the backward's dW (:func:`_keeps`). A large
+        call runs in parts of its channels at once, one per core (:func:`_channel_parts`)."""
+        pieces = _channel_parts(g)
+        if pieces is None:
+            return self._forward(x, w, b, g, saved)
+        y = np.empty(g.y_shape, dtype=g.dtype)
+        kept = _part_dicts(saved, pieces)
+
+        def part(i: int) -> None:
+            (inputs, outputs), geometry = pieces[i]
+            target = y[:, outputs]
+            into(target, self._forward(x[:, inputs], w[outputs], None if b is None else b[outputs], geometry, kept[i],
+                                        out=target))
+
+        side_by_side([functools.partial(part, i) for i in range(len(pieces))])
+        return y
+
+    def _forward(self, x, w, b, g, saved=None, out=None):
+        """:meth:`forward` on one core (its copies split across cores unless in a part), into ``out``
+        (a view of y) where it can."""
         if _flat(g):
             rows = None
             if _keeps(saved, g):
                 rows = _layout(g).arranged(x, g, None)
                 saved["arranged"] = (g, rows)
-            return _flat_forward(x, w, b, g, rows)
+            return _flat_forward(x, w, b, g, rows, out)
         m, views = g.out_channels // g.in_channels, self._views(g)
         xp = padded(x, g)
         y = np.empty((g.batch, g.in_channels, m) + g.out_size, dtype=g.dtype)
@@ -85,13 +107,39 @@ class Depthwise(Algorithm):
         return y.reshape(g.y_shape)
 
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None):
+        """dy ``(N, C·m, *O)`` -> (dx like x, dw like w, db ``(C·m,)``), each None where not asked for; in
+        parts of the channels as the forward (:func:`_channel_parts`)."""
+        pieces = _channel_parts(g)
+        if pieces is None:
+            return self._backward(dy, x, w, g, need_dx, need_dw, need_db, saved)
+        dx = np.empty(g.x_shape, dtype=g.dtype) if need_dx else None
+        dw = np.empty(w.shape, dtype=g.dtype) if need_dw else None
+        db = np.empty(g.out_channels, dtype=g.dtype) if need_db else None
+        kept = saved.pop("parts", None) if saved else None
+        kept = kept if kept is not None and len(kept) == len(pieces) else [None] * len(pieces)
+
+        def part(i: int) -> None:
+            (inputs, outputs), geometry = pieces[i]
+            target = dx[:, inputs] if need_dx else None
+            grads = self._backward(dy[:, outputs], None if x is None else x[:, inputs], w[outputs], geometry, need_dx,
+                                   need_dw, need_db, kept[i], out=target)
+            for whole, piece, where in zip((dx, dw, db), grads, ((slice(None), inputs), outputs, outputs)):
+                if whole is not None:
+                    into(whole[where], piece)
+
+        side_by_side([functools.partial(part, i) for i in range(len(pieces))])
+        return dx, dw, db
+
+    def _backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None, out=None):
+        """:meth:`backward` on one core (its copies split across cores unless in a part), dx into
+        ``out`` where it can."""
         db = bias_grad(dy) if need_db else None
         rows = take_kept(saved, "arranged", (g,))  # x in the flat layout, from the forward
         if not _flat(g):
             return self._strided_backward(dy, x, w, g, need_dx, need_dw) + (db,)
         one = g.out_channels == g.in_channels  # dx is then a depthwise correlation too
         shared = shared_grad_output(dy, g, _layout(g), g.out_channels, _layout) if need_dx and one and need_dw else None
-        dx = input_grad_as_correlation(dy, w, g, _flat_forward, shared and shared[1]) if need_dx and one else None
+        dx = input_grad_as_correlation(dy, w, g, _flat_forward, shared and shared[1], out) if need_dx and one else None
         scattered, dw = _flat_backward(dy, x, w, g, need_dx and not one, need_dw, shared and shared[0], rows)
         if grid_made_nan(dw, x):  # then dW again without the grid
             dw = self._strided_backward(dy, x, w, g, False, True)[1]
@@ -123,6 +171,36 @@ class Depthwise(Algorithm):
         over_channels(job, g.in_channels, dY.size)
         dx = unpadded(dxp, g) if need_dx else None
         return dx, (dW.reshape(w.shape) if need_dw else None)
+
+
+def _channel_parts(g) -> tuple | None:
+    """``(((input channels, output channels), geometry), ...)``: the channels cut into one part per
+    worker thread, each part a depthwise convolution of its own, where the work is large enough to
+    split (``MIN_ELEMENTS``) and this is not a part already; else None.
+
+    Each part then runs its whole forward or backward on one core: arranging its channels, their
+    multiply-adds and the copy back stay in that core's cache, with one hand-over to the other core
+    per call instead of one per step (dw-3x3, forward + backward: 0.90-0.93x)."""
+    count = min(workers(), g.in_channels)
+    if count < 2 or in_part() or g.out_channels * g.batch * math.prod(g.out_size) * math.prod(g.kernel) < MIN_ELEMENTS:
+        return None
+    return _channel_pieces(g, count)
+
+
+@functools.lru_cache(maxsize=256)
+def _channel_pieces(g, count: int) -> tuple:
+    m, bounds = g.out_channels // g.in_channels, [g.in_channels * i // count for i in range(count + 1)]
+    return tuple(((slice(a, b), slice(a * m, b * m)),
+                  interned(dataclasses.replace(g, in_channels=b - a, out_channels=(b - a) * m, groups=b - a)))
+                 for a, b in zip(bounds, bounds[1:]))
+
+
+def _part_dicts(saved: dict | None, pieces: tuple) -> list:
+    """One dict per part for what a training module's forward keeps (``saved["parts"]``), or Nones."""
+    if saved is None:
+        return [None] * len(pieces)
+    saved["parts"] = [{} for _ in pieces]
+    return saved["parts"]
 
 
 def _keeps(saved: dict | None, g) -> bool:
@@ -181,9 +259,9 @@ def _multiply_add(acc: np.ndarray, source: np.ndarray, weight: np.ndarray, term:
         acc += term
 
 
-def _flat_forward(x, w, b, g, arranged: np.ndarray | None = None) -> np.ndarray:
+def _flat_forward(x, w, b, g, arranged: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Stride 1: y ``(N, C·m, *O)`` (+ b) by multiply-adds of contiguous runs of each channel's row
-    (x ``arranged`` in the flat layout already, when given)."""
+    (x ``arranged`` in the flat layout already, when given), into ``out`` when given."""
     layout, m = _layout(g), g.out_channels // g.in_channels
     rows = layout.arranged(x, g) if arranged is None else arranged  # (C, N·P + margin)
     yc = scratch(g.out_channels * g.batch * layout.grid(g).size, g.dtype, SLOT_OUTPUT).reshape(g.in_channels, m, -1)
@@ -200,7 +278,7 @@ def _flat_forward(x, w, b, g, arranged: np.ndarray | None = None) -> np.ndarray:
                     acc += bias[channels, j]  # while the block is in cache
 
     over_channels(job, g.in_channels, g.out_channels * grid * len(starts))
-    return layout.output(yc.reshape(g.out_channels, g.batch, -1), g)
+    return layout.output(yc.reshape(g.out_channels, g.batch, -1), g, out)
 
 
 def _flat_backward(dy, x, w, g, need_dx: bool, need_dw: bool, grads: np.ndarray | None = None,

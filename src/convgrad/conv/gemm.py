@@ -961,9 +961,9 @@ def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None, 
 
     dy is dilated by the stride (s − 1 zeros between entries) and zero-padded (see
     :func:`_correlation_output`); the kernel is rotated by 180° with its in/out channels swapped per
-    group. ``correlate(x, w, b, g, arranged=)`` runs the forward correlation (default: this module's),
-    given dy already ``arranged`` in its flat layout or None (see :func:`shared_grad_output`). ``out``:
-    where dx may be written (this module's correlation writes it there when no padding is folded back).
+    group. ``correlate(x, w, b, g, arranged=, out=)`` runs the forward correlation (default: this
+    module's), given dy already ``arranged`` in its flat layout or None (see :func:`shared_grad_output`).
+    ``out``: where dx may be written (the correlation writes it there when no padding is folded back).
     """
     dy = dilate(dy, g.stride)
     flip = (slice(None), slice(None)) + (slice(None, None, -1),) * g.nd
@@ -971,8 +971,7 @@ def input_grad_as_correlation(dy: np.ndarray, w: np.ndarray, g, correlate=None, 
     rotated = np.ascontiguousarray(rotated.reshape((g.in_channels, g.out_channels // g.groups) + g.kernel)[flip])
     inner, size = _correlation_geometry(g, dy.shape)
     whole = size == g.in_size and g.padding_mode == "zeros"  # the correlation's output is dx itself
-    result = (correlate or functools.partial(forward, out=out if whole else None))(dy, rotated, None, inner,
-                                                                                   arranged=arranged)
+    result = (correlate or forward)(dy, rotated, None, inner, arranged=arranged, out=out if whole else None)
     return result if whole else owned(unpadded(result, g))
 
 
