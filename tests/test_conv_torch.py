@@ -648,3 +648,14 @@ def test_staged_im2col_matches_torch(name, monkeypatch):
     staged = _spy(monkeypatch, "_staged_im2col")
     check_forced(case, "images inside", len(name), correlate=False, **constants)
     assert staged
+
+
+@pytest.mark.parametrize("x_shape, w_shape, chunk", [
+    ((5, 6, 4, 3), (4, 6, 1, 1), 4 * 6 * 4 * 2),  # dW by batched products, two images a chunk
+    ((3, 8, 1, 2), (9, 8, 1, 1), 2**22),  # C_in·C_out > (C_in + C_out)·P: one product over copies
+])
+def test_pointwise_weight_gradient_by_chunks_or_copies_matches_torch(x_shape, w_shape, chunk, monkeypatch):
+    from convgrad.conv import pointwise
+
+    monkeypatch.setattr(pointwise, "CHUNK_BYTES", chunk)
+    check_against_torch(Case(x_shape, w_shape, True, {}, b_size=w_shape[0]), "pointwise", seed=3)

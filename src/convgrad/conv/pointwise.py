@@ -1,8 +1,7 @@
 """``algorithm="pointwise"``: a 1×1 convolution (stride 1, no padding, one group) is a matrix product.
 
 With x viewed as ``(N, C_in, P)`` (no copy): ``y[n] = W (C_out, C_in) @ x[n]``, ``dx[n] = Wᵀ @ dy[n]``,
-``dW = Σ_n dy[n] @ x[n]ᵀ`` (one product of channel-major copies, computed transposed as in
-``gemm``: pw-1x1's 1.03 -> 0.86 ms). Each is a single matrix product over the whole batch.
+``dW = Σ_n dy[n] @ x[n]ᵀ`` (batched products over chunks of images, summed: :func:`_weight_grad_t`).
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import math
 import numpy as np
 
 from .base import Algorithm, bias_grad
+from .gemm import CHUNK_BYTES
 
 
 class Pointwise(Algorithm):
@@ -43,11 +43,29 @@ class Pointwise(Algorithm):
         dy3 = dy.reshape(g.batch, g.out_channels, P)
         dx = np.matmul(w.reshape(g.out_channels, g.in_channels).T, dy3).reshape(g.x_shape) if need_dx else None
         dw = None
-        if need_dw:  # one product over channel-major copies (faster here than einsum's own rearranging)
-            rows = np.ascontiguousarray(dy3.swapaxes(0, 1)).reshape(g.out_channels, -1)
-            cols = np.ascontiguousarray(x.reshape(g.batch, g.in_channels, P).swapaxes(0, 1)).reshape(g.in_channels, -1)
-            dw = np.ascontiguousarray((cols @ rows.T).T).reshape(w.shape)
+        if need_dw:
+            dw = np.ascontiguousarray(_weight_grad_t(x.reshape(g.batch, g.in_channels, P), dy3).T).reshape(w.shape)
         return dx, dw, (bias_grad(dy) if need_db else None)
+
+
+def _weight_grad_t(x3: np.ndarray, dy3: np.ndarray) -> np.ndarray:
+    """dWᵀ ``(C_in, C_out) = Σ_n x[n] (C_in, P) @ dy[n]ᵀ (P, C_out)``.
+
+    Where one image's dW is no larger than its x and dy (C_in·C_out ≤ (C_in + C_out)·P): one batched
+    product per chunk of images (each chunk's products at most ``CHUNK_BYTES``), summed, reading x and
+    dy where they lie. Otherwise one product over channel-major copies of both, whose long reduction
+    suits BLAS better. Measured, forward + backward against the copies everywhere: pw-1x1 0.94x, (32,
+    64, 32, 32) -> 128 channels 0.82x, (64, 32, 28, 28) -> 32 0.81x; (8, 512, 7, 7) -> 512 1.12x (copies)."""
+    (_, C_in, P), C_out = x3.shape, dy3.shape[1]
+    if C_in * C_out > (C_in + C_out) * P:
+        cols = np.ascontiguousarray(x3.swapaxes(0, 1)).reshape(C_in, -1)
+        return cols @ np.ascontiguousarray(dy3.swapaxes(0, 1)).reshape(C_out, -1).T
+    step = max(1, CHUNK_BYTES // max(1, x3.shape[1] * dy3.shape[1] * x3.itemsize))
+    total = None
+    for n in range(0, x3.shape[0], step):
+        part = np.matmul(x3[n: n + step], dy3[n: n + step].swapaxes(1, 2)).sum(axis=0)
+        total = part if total is None else np.add(total, part, out=total)
+    return total if total is not None else np.zeros((x3.shape[1], dy3.shape[1]), dtype=x3.dtype)
 
 
 ALGORITHM = Pointwise()
