@@ -138,7 +138,9 @@ def test_bench_runs_and_writes_its_figures(tmp_path, capsys):
 def test_bench_names_a_batch_split_into_parts():
     from convgrad import bench
 
-    assert bench._in_parts({"parts": 2}) == ", batch in 2 parts" and bench._in_parts({"parts": 1}) == ""
+    assert bench._in_parts({"parts": 2, "algorithm": "gemm"}) == ", batch in 2 parts"
+    assert bench._in_parts({"parts": 2, "algorithm": "depthwise"}) == ", channels in 2 parts"
+    assert bench._in_parts({"parts": 1, "algorithm": "gemm"}) == ""
 
 
 @pytest.mark.parametrize("cost, flagged", [(1.2, False), (6.0, True)])

@@ -29,25 +29,33 @@ SPLIT = {
 }
 
 
+def _counted_parts(monkeypatch, module) -> list:
+    """Two workers (as on two cores); ``module``'s calls of side_by_side recorded by their part counts."""
+    monkeypatch.setattr(_parallel, "WORKERS", 2)
+    calls = []
+    original = _parallel.side_by_side
+    monkeypatch.setattr(module, "side_by_side", lambda jobs: calls.append(len(jobs)) or original(jobs))
+    return calls
+
+
+def _check_split(case: Case, algorithm: str, calls: list) -> None:
+    case.b_size = case.w_shape[0]
+    oracle.check_layer(cg.conv, cg.conv_backward, oracle.conv, case, algorithm, 0)
+    assert calls == [2, 2]  # forward and backward each ran in two parts
+
+
 @pytest.fixture
 def split_everything(monkeypatch):
     """Every gemm call with two images or more is split (in two parts, as on two cores), and counted."""
     monkeypatch.setattr(cores, "PART_COPIES", 1)
     monkeypatch.setattr(cores, "PART_MACS", 1)
     monkeypatch.setattr(cores, "threads", lambda: 2)
-    monkeypatch.setattr(_parallel, "WORKERS", 2)
-    calls = []
-    original = _parallel.side_by_side
-    monkeypatch.setattr(cores, "side_by_side", lambda jobs: calls.append(len(jobs)) or original(jobs))
-    return calls
+    return _counted_parts(monkeypatch, cores)
 
 
 @pytest.mark.parametrize("name", SPLIT)
 def test_split_batches_match_torch(name, split_everything):
-    case = SPLIT[name]
-    case.b_size = case.w_shape[0]
-    oracle.check_layer(cg.conv, cg.conv_backward, oracle.conv, case, "gemm", 0)
-    assert split_everything == [2, 2]  # forward and backward each ran in two parts
+    _check_split(SPLIT[name], "gemm", split_everything)
 
 
 def test_parts_cover_the_batch_with_their_own_geometries(split_everything):
@@ -244,19 +252,12 @@ def split_depthwise(monkeypatch):
     from convgrad.conv import depthwise
 
     monkeypatch.setattr(depthwise, "MIN_ELEMENTS", 1)
-    monkeypatch.setattr(_parallel, "WORKERS", 2)
-    calls = []
-    original = _parallel.side_by_side
-    monkeypatch.setattr(depthwise, "side_by_side", lambda jobs: calls.append(len(jobs)) or original(jobs))
-    return calls
+    return _counted_parts(monkeypatch, depthwise)
 
 
 @pytest.mark.parametrize("name", DEPTHWISE)
 def test_depthwise_channel_parts_match_torch(name, split_depthwise):
-    case = DEPTHWISE[name]
-    case.b_size = case.w_shape[0]
-    oracle.check_layer(cg.conv, cg.conv_backward, oracle.conv, case, "depthwise", 1)
-    assert split_depthwise == [2, 2]
+    _check_split(DEPTHWISE[name], "depthwise", split_depthwise)
 
 
 def test_depthwise_training_module_keeps_each_parts_arrangement(split_depthwise, monkeypatch):

@@ -1,6 +1,7 @@
-"""Element-wise work split across cores. NumPy releases the GIL while it copies or adds large arrays,
-so threads give real parallelism for the memory-bound parts of an algorithm (im2col, col2im,
-layout changes), as BLAS already has for the matrix products."""
+"""Work split across cores. NumPy releases the GIL while it copies or adds large arrays, and BLAS while
+it multiplies, so threads give real parallelism: for the memory-bound parts of an algorithm (im2col,
+col2im, layout changes: :func:`over_channels`), and for whole parts of a call, each on its own core
+with its BLAS products on that core alone (:func:`side_by_side`)."""
 
 from __future__ import annotations
 

@@ -368,8 +368,11 @@ def vector_unit(flags: set) -> str:
 
 
 def _in_parts(row: dict) -> str:
-    """The algorithm column's note of a batch split into parts on as many cores (``dispatch.parts``)."""
-    return f", batch in {row['parts']} parts" if row["parts"] > 1 else ""
+    """The algorithm column's note of a call split into parts on as many cores (``dispatch.parts``):
+    depthwise cuts the channels, gemm the batch."""
+    if row["parts"] < 2:
+        return ""
+    return f", {'channels' if row['algorithm'] == 'depthwise' else 'batch'} in {row['parts']} parts"
 
 
 def run(cases=None, compare_torch: bool = True, repeats: int = 15, threads: int | None = None,

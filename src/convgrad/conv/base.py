@@ -65,6 +65,21 @@ def run_backward(algorithm: Algorithm, dy, x, w, g: ConvGeometry, need_dx, need_
     return algorithm.backward(dy, x, w, g, need_dx, need_dw, need_db)
 
 
+def part_dicts(saved: dict | None, count: int, **entries) -> list:
+    """A training module's forward run in ``count`` parts: one dict per part (holding ``entries``) for
+    what each keeps, listed under ``saved["parts"]``; Nones without ``saved``."""
+    if saved is None:
+        return [None] * count
+    saved["parts"] = [dict(entries) for _ in range(count)]
+    return saved["parts"]
+
+
+def taken_part_dicts(saved: dict | None, count: int) -> list:
+    """What :func:`part_dicts` listed (taken out of ``saved``), or Nones where the parts do not match."""
+    kept = saved.pop("parts", None) if saved else None
+    return kept if kept is not None and len(kept) == count else [None] * count
+
+
 def into(target: np.ndarray, result: np.ndarray) -> None:
     """A part's result where it belongs, unless the part wrote it there already (its ``out=``)."""
     if result is not target:

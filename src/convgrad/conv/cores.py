@@ -32,7 +32,7 @@ from .._args import interned
 from .._blas import threads
 from .._config import workspace_share
 from .._parallel import in_part, side_by_side, workers
-from .base import into
+from .base import into, part_dicts, taken_part_dicts
 
 PART_COPIES = 1_750_000  # a batch is split when each part copies this many elements (:func:`copies`)
 PART_MACS = 60 * 10**6  # and its forward takes this many multiply-adds (cifar-16: 5.7 and 75 million)
@@ -79,13 +79,12 @@ def forward(run, x, w, b, g, pieces: tuple, saved: dict | None) -> np.ndarray:
     """y ``(N, C_out, *O)`` by ``run(x, w, b, geometry, saved, out=)`` on each part of ``pieces`` (:func:`parts`).
     A training module's ``saved`` dict gets one dict per part, under ``"parts"``."""
     y = np.empty(g.y_shape, dtype=g.dtype)
-    kept = None if saved is None else [{"input_grad": saved.get("input_grad", True)} for _ in pieces]
-    if saved is not None:
-        saved["parts"] = kept
+    entries = {} if saved is None else {"input_grad": saved.get("input_grad", True)}  # the layout depends on it
+    kept = part_dicts(saved, len(pieces), **entries)
 
     def part(i: int) -> None:
         images, geometry = pieces[i]
-        into(y[images], run(x[images], w, b, geometry, None if kept is None else kept[i], out=y[images]))
+        into(y[images], run(x[images], w, b, geometry, kept[i], out=y[images]))
 
     _run([functools.partial(part, i) for i in range(len(pieces))])
     return y
@@ -94,8 +93,7 @@ def forward(run, x, w, b, g, pieces: tuple, saved: dict | None) -> np.ndarray:
 def backward(run, dy, x, w, g, pieces: tuple, need_dx: bool, need_dw: bool, need_db: bool, saved: dict | None):
     """(dx or None, dw or None, db or None) by ``run(dy, x, w, geometry, need_dx, need_dw, need_db, saved, out=)``
     on each part of ``pieces``, with what :func:`forward` kept for each part."""
-    kept = saved.pop("parts", None) if saved else None
-    kept = kept if kept is not None and len(kept) == len(pieces) else [None] * len(pieces)
+    kept = taken_part_dicts(saved, len(pieces))
     dx = np.empty(g.x_shape, dtype=g.dtype) if need_dx else None
 
     def part(i: int) -> tuple:

@@ -53,10 +53,12 @@ def describe(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
 
 
 def parts(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") -> int:
-    """Into how many parts of the batch, run at once on as many cores, ``algorithm="auto"`` splits this
-    convolution (1: it runs whole; see :mod:`convgrad.conv.cores`). Same arguments as conv."""
+    """Into how many parts, run at once on as many cores, ``algorithm="auto"`` splits this convolution
+    (1: it runs whole): gemm cuts the batch (:mod:`convgrad.conv.cores`), depthwise the channels
+    (:func:`convgrad.conv.depthwise.channel_parts`). Same arguments as conv."""
     g = _geometry("parts", x, weight, bias, stride, padding, dilation, groups, padding_mode)
-    pieces = cores.parts(g) if choose(g) is ALGORITHMS["gemm"] else None
+    chosen = choose(g)
+    pieces = {"gemm": cores.parts, "depthwise": depthwise.channel_parts}.get(chosen.name, lambda g: None)(g)
     return 1 if pieces is None else len(pieces)
 
 

@@ -1126,9 +1126,9 @@ def _images(matrix: np.ndarray, t: Tile) -> np.ndarray:
 
 def _forward_by_image(xc, W, b, layout: Layout, g, tiles, keep: bool, out: np.ndarray | None = None) -> tuple:
     """(y ``(N, C_out, *O)``, the last tile's im2col matrix) by :func:`by_image`'s products: W ``(1, G,
-    C_out/G, K)`` times each image's columns, written into y (``out`` when given); the bias added while
-    the tile is in cache."""
-    W, y = W[0], _target(out, g.y_shape, g.dtype)
+    C_out/G, K)`` times each image's columns, written into y (``out`` when given and contiguous, as the
+    products' views of it must be); the bias added while the tile is in cache."""
+    W, y = W[0], _target(out if out is not None and out.flags.c_contiguous else None, g.y_shape, g.dtype)
     bias = None if b is None else b.reshape(g.groups, -1, 1)
     for t in tiles:
         cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)
