@@ -8,8 +8,8 @@ into its slice of y and dx; dW and db are the parts' sums. Each part gets its sh
 limit and, for the flat layout, of the im2col chunk (``gemm.chunk_limit``).
 
 A split pays where a call copies much (the copies are what one core did alone) and computes enough
-to outweigh waking the worker thread: each part at least ``PART_COPIES`` elements copied and
-``PART_MACS`` multiply-adds. Measured on 2 cores, forward + backward against the same code unsplit
+for one core's products to run well (the hand-over to the worker thread itself costs 30-50 µs):
+each part at least ``PART_COPIES`` elements copied and ``PART_MACS`` multiply-adds. Measured on 2 cores, forward + backward against the same code unsplit
 (two copies of the package in one process, alternating blocks, the median of the blockwise ratios):
 cifar-16 0.76-0.89x, down-s2 0.83-0.88x, conv1d 0.87x, dil-2 0.88-0.95x, conv3d 0.90-0.92x, res-64
 0.85-0.96x, (32, 32, 28, 28) with 64 3x3 filters 0.89-0.93x, stem-7x7 0.93-1.03x; below a threshold
