@@ -281,3 +281,18 @@ def test_depthwise_training_module_keeps_each_parts_arrangement(split_depthwise,
         assert oracle.close(got, want, 1e-10)
     dw_only = api.backward_pass("t", dy, x, module.weight.data, 1, 1, 1, 6, "zeros", False, "depthwise", need_dx=False)
     assert dw_only[0] is None and dw_only[2] is None and oracle.close(dw_only[1], ref[2], 1e-10)
+
+
+def test_split_first_layer_keeps_columns_for_no_input_grad(monkeypatch, split_everything):
+    """A first layer (no dx wanted) hands that hint to each part, whose kept columns its backward uses."""
+    rng = np.random.default_rng(7)
+    module = cg.nn.Conv2d(3, 4, 3, stride=2, padding=1, dtype=np.float64)
+    module._expect_input_grad(False)
+    x = rng.normal(size=(4, 3, 12, 11))
+    y = module(x)
+    assert [kept["input_grad"] for kept in module._saved["parts"]] == [False, False]
+    dy = rng.normal(size=y.shape)
+    calls = test_workspace._count_im2col(monkeypatch)
+    assert module.backward(dy, input_grad=False) is None and calls == []
+    ref = oracle.conv(x, module.weight.data, module.bias.data, dy, stride=2, padding=1)
+    assert oracle.close(module.weight.grad, ref[2], 1e-10) and oracle.close(module.bias.grad, ref[3], 1e-10)
