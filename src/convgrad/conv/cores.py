@@ -16,7 +16,7 @@ cifar-16 0.76-0.89x, down-s2 0.83-0.88x, conv1d 0.87x, dil-2 0.88-0.95x, conv3d 
 a split costs more than it saves: res-128 1.05-1.09x (2.9 million copied, 302 million
 multiply-adds), (16, 64, 16, 16) with 64 filters 1.09-1.76x (2.9 and 151 million), (32, 16, 32, 32)
 with 16 filters 1.06-1.46x (5.7 and 75 million), (256, 6, 12, 12) with 16 5x5 filters 1.13-1.44x,
-(8, 64, 16, 16) 1.63-1.89x. ResNet-18's 3x3 layers (batch 16-32), all split, take 0.77-0.95x the
+(8, 64, 16, 16) 1.63-1.89x. ResNet-18's 3x3 layers (batch 16-32), all split, take 0.77-0.96x the
 unsplit time. Parts take whole images: y and dx are written in place.
 """
 
