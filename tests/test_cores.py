@@ -96,6 +96,10 @@ def test_one_thread_and_parts_are_not_split(monkeypatch):
     assert _parallel.side_by_side([lambda: cores.parts(g)]) == [None]  # already inside a part
     monkeypatch.setattr(cores, "threads", lambda: 1)
     assert cores.parts(g) is None
+    monkeypatch.setattr(cores, "threads", lambda: 4)  # more BLAS threads than workers: products stay whole
+    assert cores.parts(g) is None
+    monkeypatch.setattr(_parallel, "WORKERS", 4)
+    assert [p[0] for p in cores.parts(g)] == [slice(0, 16), slice(16, 32), slice(32, 48), slice(48, 64)]
 
 
 def test_training_module_keeps_columns_for_each_part(monkeypatch, split_everything):

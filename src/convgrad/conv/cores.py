@@ -53,9 +53,13 @@ def copies(g) -> int:
 def parts(g) -> tuple | None:
     """``((images, geometry), ...)``: slices covering the batch, one per BLAS thread, each with its
     part's geometry; None where the call runs whole (one thread, a small call, symbolic arrays, or
-    inside a part already)."""
-    count = min(threads(), workers(), g.batch)
-    return None if count < 2 or in_part() else _parts(g, count, PART_COPIES, PART_MACS)
+    inside a part already), and where BLAS has more threads than the pool has workers (a machine with
+    more cores than ``_parallel.WORKERS``: parts would leave BLAS's other threads idle)."""
+    blas = threads()
+    count = min(blas, g.batch)
+    if count < 2 or blas > workers() or in_part():
+        return None
+    return _parts(g, count, PART_COPIES, PART_MACS)
 
 
 @functools.lru_cache(maxsize=256)
