@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from ._blas import one_thread
+from ._config import workspace_share
 
 MIN_ELEMENTS = 1 << 20  # below this, handing work to a thread costs more than it saves
 WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -47,10 +48,11 @@ def in_part() -> bool:
 
 def side_by_side(jobs: list[Callable[[], object]]) -> list:
     """Each job on its own core at once (the first on the calling thread, the others on the pool), with
-    BLAS's products on the thread that calls them and :func:`over_channels` unsplit; their results in
-    order. Every job has finished when this returns or raises (the first job's error first)."""
+    BLAS's products on the thread that calls them, :func:`over_channels` unsplit and its share of the
+    workspace limit (``_config.workspace_share``); their results in order. Every job has finished when
+    this returns or raises (the first job's error first)."""
     with one_thread():
-        return _at_once([functools.partial(_as_part, job) for job in jobs])
+        return _at_once([functools.partial(_as_part, job, len(jobs)) for job in jobs])
 
 
 def _at_once(jobs: list[Callable[[], object]]) -> list:
@@ -68,9 +70,10 @@ def _at_once(jobs: list[Callable[[], object]]) -> list:
     return [first] + [future.result() for future in futures]
 
 
-def _as_part(job: Callable[[], object]):
+def _as_part(job: Callable[[], object], count: int):
     _part.active = True
     try:
-        return job()
+        with workspace_share(count):
+            return job()
     finally:
         _part.active = False

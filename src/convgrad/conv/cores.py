@@ -9,7 +9,8 @@ limit and, for the flat layout, of the im2col chunk (``gemm.chunk_limit``).
 
 A split pays where a call copies much (the copies are what one core did alone) and computes enough
 for one core's products to run well (the hand-over to the worker thread itself costs 30-50 µs):
-each part at least ``PART_COPIES`` elements copied and ``PART_MACS`` multiply-adds. Measured on 2 cores, forward + backward against the same code unsplit
+each part at least ``PART_COPIES`` elements copied and ``PART_MACS`` multiply-adds. Measured on 2
+cores, forward + backward against the same code unsplit
 (two copies of the package in one process, alternating blocks, the median of the blockwise ratios):
 cifar-16 0.76-0.89x, down-s2 0.83-0.88x, conv1d 0.87x, dil-2 0.88-0.95x, conv3d 0.90-0.92x, res-64
 0.85-0.96x, (32, 32, 28, 28) with 64 3x3 filters 0.89-0.93x, stem-7x7 0.93-1.03x; below a threshold
@@ -25,13 +26,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Callable
 
 import numpy as np
 
 from .._args import interned
 from .._blas import threads
-from .._config import workspace_share
 from .._parallel import in_part, side_by_side, workers
 from .base import into, part_dicts, taken_part_dicts
 
@@ -72,14 +71,6 @@ def _parts(g, count: int, least_copies: int, least_macs: int) -> tuple | None:
     return tuple((slice(a, b), interned(dataclasses.replace(g, batch=b - a))) for a, b in zip(bounds, bounds[1:]))
 
 
-def _run(jobs: list[Callable[[], object]]) -> list:
-    """:func:`side_by_side`, each job on its share of the workspace limit."""
-    def shared(job):
-        with workspace_share(len(jobs)):
-            return job()
-    return side_by_side([functools.partial(shared, job) for job in jobs])
-
-
 def forward(run, x, w, b, g, pieces: tuple, saved: dict | None) -> np.ndarray:
     """y ``(N, C_out, *O)`` by ``run(x, w, b, geometry, saved, out=)`` on each part of ``pieces`` (:func:`parts`).
     A training module's ``saved`` dict gets one dict per part, under ``"parts"``."""
@@ -91,7 +82,7 @@ def forward(run, x, w, b, g, pieces: tuple, saved: dict | None) -> np.ndarray:
         images, geometry = pieces[i]
         into(y[images], run(x[images], w, b, geometry, kept[i], out=y[images]))
 
-    _run([functools.partial(part, i) for i in range(len(pieces))])
+    side_by_side([functools.partial(part, i) for i in range(len(pieces))])
     return y
 
 
@@ -110,7 +101,7 @@ def backward(run, dy, x, w, g, pieces: tuple, need_dx: bool, need_dw: bool, need
             into(target, part_dx)
         return dw, db
 
-    dws, dbs = zip(*_run([functools.partial(part, i) for i in range(len(pieces))]))
+    dws, dbs = zip(*side_by_side([functools.partial(part, i) for i in range(len(pieces))]))
     return dx, _sum(dws), _sum(dbs)
 
 
