@@ -182,6 +182,29 @@ def test_expecting_no_input_grad_reaches_the_first_layers_only():
         assert rel_error(mine.grad, theirs.grad) < 1e-12
 
 
+def test_training_conv_module_keeps_no_columns_larger_than_a_chunk(monkeypatch):
+    """A batch whose im2col matrix spans several chunks keeps none (keeping would make the forward one
+    tile of the whole batch): the forward runs chunk by chunk as a functional call, the backward builds
+    its own, and the gradients are PyTorch's."""
+    monkeypatch.setattr(gemm, "CHUNK_BYTES", 8 * 1024)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 3, 20, 19))
+    module = cg.nn.Conv2d(3, 5, 3, padding=1, dtype=np.float64)
+    g = conv_geometry("t", x, module.weight.data, None, 1, 1, 1, 1, "zeros")[0]
+    assert len(gemm.tiles_of(gemm.choose_layout(g), g)) > 1 and gemm.keep_limit() > 8 * 1024
+    tiles = []
+    original = gemm._forward_by_tile
+    monkeypatch.setattr(gemm, "_forward_by_tile", lambda *args: tiles.append(len(args[5])) or original(*args))
+    y = module(x)
+    assert "columns" not in module._saved and tiles[0] > 1
+    dy = rng.normal(size=y.shape)
+    calls = _count_im2col(monkeypatch)
+    dx = module.backward(dy)
+    assert len(calls) > 1  # the backward's own im2col, chunk by chunk
+    for got, want in zip((dx, module.weight.grad, module.bias.grad), _torch_grads(x, module, dy)):
+        assert rel_error(got, want) < 1e-12
+
+
 def test_conv_module_keeps_nothing_in_eval_mode_or_for_a_later_input(monkeypatch):
     rng = np.random.default_rng(1)
     module = cg.nn.Conv2d(2, 3, 3, dtype=np.float64).eval()

@@ -64,7 +64,7 @@ from .base import Algorithm, bias_grad, dilate, grid_made_nan, grouped, take_kep
 CHUNK_BYTES = 4 * 2**20  # im2col bytes per chunk: large enough for efficient products, small enough for cache
 TRANSPOSE_TILE = 8192  # elements per tile of a transpose done as a 2-D one (32 KiB of float32, in cache both ways)
 SPLIT_SLACK = 1.5  # a band of output rows grows by up to half rather than leave a short last band (lenet-c2 2.3 -> 1.9 ms)
-KEEP_BYTES = 16 * 2**20  # a training module keeps an im2col matrix (depthwise: x arranged) up to this size
+KEEP_BYTES = 16 * 2**20  # a training module keeps an im2col matrix of one chunk (depthwise: x arranged) up to this size
 FLAT_WASTE = 1.1  # the flat layout computes at most this many grid positions per output (measured: res-128, 9·8/8² = 1.125, flat 16.6 ms against 14.8 images innermost)
 FEW_CHANNELS, FEW_CHANNELS_WASTE = (8, 32), 1.13  # ... or this many, for groups of 8 to 32 input channels (Flat.suits)
 SPLIT_ROWS = 64  # a 1-D kernel is cut into rows only while each product keeps this many rows
@@ -1053,9 +1053,9 @@ def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None =
     """x ``(N, C_in, *L)``, w ``(C_out, C_in/G, *k)``, b ``(C_out,)`` or None -> y ``(N, C_out, *O)``.
 
     With a ``saved`` dict (a training module's), an im2col matrix that covers the whole batch in one
-    tile of at most ``KEEP_BYTES`` is kept there for :func:`products`, which then needs no second im2col
-    of x for dW; ``saved["input_grad"]`` (default True) says whether the backward is expected to want
-    dx, which the layout depends on. ``arranged``: x already in the layout :func:`choose_layout` picks for ``g``.
+    tile (one chunk, at most ``KEEP_BYTES``: :func:`_whole_batch`) is kept there for :func:`products`,
+    which then needs no second im2col of x for dW; ``saved["input_grad"]`` (default True) says whether
+    the backward is expected to want dx, which the layout depends on. ``arranged``: x already in the layout :func:`choose_layout` picks for ``g``.
     ``out``: an array of y's shape and dtype that y is written into.
     """
     layout = choose_layout(g, saved is None or saved.get("input_grad", True))
@@ -1220,8 +1220,14 @@ def _accumulate_product(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
 
 
 def _whole_batch(layout: Layout, g) -> tuple[Tile, ...] | None:
-    """The one tile of the whole batch when its im2col matrix may be kept (``KEEP_BYTES``), else None."""
-    whole = tiles_of(layout, g, limit=keep_limit())
+    """The one tile of the whole batch when its im2col matrix may be kept (``KEEP_BYTES``) and the
+    batch is one tile anyway (a chunk, :func:`chunk_limit`), else None.
+
+    Kept beyond a chunk, the forward ran as one tile of the whole batch, its products and copies out of
+    cache, which cost more than the backward's second im2col saved: a training Conv's forward +
+    backward against keeping up to ``KEEP_BYTES`` (alternating blocks, median ratio) conv3d 0.72-0.77x,
+    dil-2 0.86-0.95x, res-128 0.97x; cifar-16 1.02-1.03x, res-64 0.98-1.02x (noise)."""
+    whole = tiles_of(layout, g, limit=min(keep_limit(), chunk_limit(isinstance(layout, Flat))))
     return whole if len(whole) == 1 else None
 
 
