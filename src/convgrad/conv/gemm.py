@@ -1055,8 +1055,9 @@ def forward(x, w, b, g, saved: dict | None = None, arranged: np.ndarray | None =
     With a ``saved`` dict (a training module's), an im2col matrix that covers the whole batch in one
     tile (one chunk, at most ``KEEP_BYTES``: :func:`_whole_batch`) is kept there for :func:`products`,
     which then needs no second im2col of x for dW; ``saved["input_grad"]`` (default True) says whether
-    the backward is expected to want dx, which the layout depends on. ``arranged``: x already in the layout :func:`choose_layout` picks for ``g``.
-    ``out``: an array of y's shape and dtype that y is written into.
+    the backward is expected to want dx, which the layout depends on. ``arranged``: x already in the
+    layout :func:`choose_layout` picks for ``g``. ``out``: an array of y's shape and dtype that y is
+    written into.
     """
     layout = choose_layout(g, saved is None or saved.get("input_grad", True))
     xc = layout.arranged(x, g) if arranged is None else arranged

@@ -72,9 +72,10 @@ class _ConvNd(_WeightBias):
 
     def forward(self, x):
         """x ``(N, C_in, *L)`` -> ``(N, C_out, *O)``. In training mode the convolution may keep its im2col
-        matrix (gemm: one chunk's) or x in its flat layout (depthwise), at most ``convgrad.conv.gemm.KEEP_BYTES``, until
-        :meth:`backward`, which then reuses it; the matrix's layout follows whether backward is expected
-        to want dx (a first layer's does not): as ``_expect_input_grad`` said, or as the last backward did."""
+        matrix (gemm: one chunk's) or x in its flat layout (depthwise), at most
+        ``convgrad.conv.gemm.KEEP_BYTES``, until :meth:`backward`, which then reuses it; the matrix's layout
+        follows whether backward is expected to want dx (a first layer's does not): as
+        ``_expect_input_grad`` said, or as the last backward did."""
         self._x = x
         self._saved = {"input_grad": self._input_grad} if self.training else None
         o = self.options
