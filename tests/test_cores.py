@@ -256,7 +256,7 @@ def split_depthwise(monkeypatch):
     from convgrad.conv import depthwise
 
     monkeypatch.setattr(depthwise, "MIN_ELEMENTS", 1)
-    return _counted_parts(monkeypatch, depthwise)
+    return _counted_parts(monkeypatch, cores)
 
 
 @pytest.mark.parametrize("name", DEPTHWISE)

@@ -1,4 +1,5 @@
-"""A large convolution's batch split into parts that run at once, one per core (the gemm algorithm's).
+"""A large convolution's batch split into parts that run at once, one per core (the gemm algorithm's);
+and the running of any algorithm's parts (depthwise's are channels: :func:`forward`'s ``where``).
 
 OpenBLAS runs each matrix product on every core, but the copies between products (im2col, col2im,
 the layout changes) run on one, and rewrite cache lines the other core's BLAS thread has just read
@@ -71,40 +72,57 @@ def _parts(g, count: int, least_copies: int, least_macs: int) -> tuple | None:
     return tuple((slice(a, b), interned(dataclasses.replace(g, batch=b - a))) for a, b in zip(bounds, bounds[1:]))
 
 
-def forward(run, x, w, b, g, pieces: tuple, saved: dict | None) -> np.ndarray:
-    """y ``(N, C_out, *O)`` by ``run(x, w, b, geometry, saved, out=)`` on each part of ``pieces`` (:func:`parts`).
-    A training module's ``saved`` dict gets one dict per part, under ``"parts"``."""
+def _images(piece: tuple) -> tuple:
+    """(x's, y's and the weights' index) of a part of the batch (:func:`parts`): its images; every weight."""
+    return (piece[0],), (piece[0],), ()
+
+
+def forward(run, x, w, b, g, pieces: tuple, saved: dict | None, where=_images, copied: tuple = ()) -> np.ndarray:
+    """y ``(N, C_out, *O)`` by ``run(x, w, b, geometry, saved, out=)`` on each part of ``pieces`` (:func:`parts`,
+    or another algorithm's, whose ``where(piece)`` gives x's, y's and the weights' index), at once. A
+    training module's ``saved`` dict gets one dict per part, under ``"parts"``, holding its entries
+    named in ``copied``."""
     y = np.empty(g.y_shape, dtype=g.dtype)
-    entries = {} if saved is None else {"input_grad": saved.get("input_grad", True)}  # the layout depends on it
-    kept = part_dicts(saved, len(pieces), **entries)
+    kept = part_dicts(saved, len(pieces), **{key: saved[key] for key in copied if key in (saved or {})})
 
     def part(i: int) -> None:
-        images, geometry = pieces[i]
-        into(y[images], run(x[images], w, b, geometry, kept[i], out=y[images]))
+        x_index, y_index, w_index = where(pieces[i])
+        target = y[y_index]
+        into(target, run(x[x_index], w[w_index], None if b is None else b[w_index], pieces[i][1], kept[i], out=target))
 
     side_by_side([functools.partial(part, i) for i in range(len(pieces))])
     return y
 
 
-def backward(run, dy, x, w, g, pieces: tuple, need_dx: bool, need_dw: bool, need_db: bool, saved: dict | None):
+def backward(run, dy, x, w, g, pieces: tuple, need_dx: bool, need_dw: bool, need_db: bool, saved: dict | None,
+             where=_images):
     """(dx or None, dw or None, db or None) by ``run(dy, x, w, geometry, need_dx, need_dw, need_db, saved, out=)``
-    on each part of ``pieces``, with what :func:`forward` kept for each part."""
+    on each part of ``pieces`` (indexed as in :func:`forward`), with what :func:`forward` kept for each part."""
     kept = taken_part_dicts(saved, len(pieces))
     dx = np.empty(g.x_shape, dtype=g.dtype) if need_dx else None
 
     def part(i: int) -> tuple:
-        images, geometry = pieces[i]
-        target = dx[images] if need_dx else None
-        part_dx, dw, db = run(dy[images], None if x is None else x[images], w, geometry, need_dx, need_dw, need_db,
-                              kept[i], out=target)
+        x_index, y_index, w_index = where(pieces[i])
+        target = dx[x_index] if need_dx else None
+        part_dx, dw, db = run(dy[y_index], None if x is None else x[x_index], w[w_index], pieces[i][1], need_dx,
+                              need_dw, need_db, kept[i], out=target)
         if need_dx:
             into(target, part_dx)
         return dw, db
 
     dws, dbs = zip(*side_by_side([functools.partial(part, i) for i in range(len(pieces))]))
-    return dx, _sum(dws), _sum(dbs)
+    indices = [where(piece)[2] for piece in pieces]
+    return dx, _whole(dws, indices, w.shape), _whole(dbs, indices, (g.out_channels,))
 
 
-def _sum(arrays: tuple) -> np.ndarray | None:
-    """The parts' sum of a gradient (None where it was not asked for)."""
-    return None if arrays[0] is None else functools.reduce(np.add, arrays)
+def _whole(grads: tuple, indices: list, shape: tuple) -> np.ndarray | None:
+    """A weight gradient of the whole call from the parts' (None where it was not asked for): their sum
+    where each part had every weight, else each one in its place."""
+    if grads[0] is None:
+        return None
+    if indices[0] == ():
+        return functools.reduce(np.add, grads)
+    whole = np.empty(shape, dtype=grads[0].dtype)
+    for grad, index in zip(grads, indices):
+        whole[index] = grad
+    return whole

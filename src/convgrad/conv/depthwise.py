@@ -30,11 +30,11 @@ import math
 import numpy as np
 
 from .._args import interned
-from .._parallel import MIN_ELEMENTS, in_part, over_channels, side_by_side, workers
+from .._parallel import MIN_ELEMENTS, in_part, over_channels, workers
 from .._windows import kernel_offsets, offset_slices
 from .._workspace import scratch
-from .base import (Algorithm, bias_grad, grid_made_nan, into, padded, part_dicts, take_kept, taken_part_dicts,
-                   unpadded)
+from . import cores
+from .base import Algorithm, bias_grad, grid_made_nan, padded, take_kept, unpadded
 from .gemm import (SLOT_COLS, SLOT_GRAD_OUTPUT, SLOT_OUTPUT, Flat, _flat_strides, input_grad_as_correlation,
                    keep_limit, shared_grad_output)
 
@@ -69,17 +69,7 @@ class Depthwise(Algorithm):
         pieces = channel_parts(g)
         if pieces is None:
             return self._forward(x, w, b, g, saved)
-        y = np.empty(g.y_shape, dtype=g.dtype)
-        kept = part_dicts(saved, len(pieces))
-
-        def part(i: int) -> None:
-            (inputs, outputs), geometry = pieces[i]
-            target = y[:, outputs]
-            into(target, self._forward(x[:, inputs], w[outputs], None if b is None else b[outputs], geometry, kept[i],
-                                        out=target))
-
-        side_by_side([functools.partial(part, i) for i in range(len(pieces))])
-        return y
+        return cores.forward(self._forward, x, w, b, g, pieces, saved, where=_channels)
 
     def _forward(self, x, w, b, g, saved=None, out=None):
         """:meth:`forward` on one core (its copies split across cores unless in a part), into ``out``
@@ -113,22 +103,7 @@ class Depthwise(Algorithm):
         pieces = channel_parts(g)
         if pieces is None:
             return self._backward(dy, x, w, g, need_dx, need_dw, need_db, saved)
-        dx = np.empty(g.x_shape, dtype=g.dtype) if need_dx else None
-        dw = np.empty(w.shape, dtype=g.dtype) if need_dw else None
-        db = np.empty(g.out_channels, dtype=g.dtype) if need_db else None
-        kept = taken_part_dicts(saved, len(pieces))
-
-        def part(i: int) -> None:
-            (inputs, outputs), geometry = pieces[i]
-            target = dx[:, inputs] if need_dx else None
-            grads = self._backward(dy[:, outputs], None if x is None else x[:, inputs], w[outputs], geometry, need_dx,
-                                   need_dw, need_db, kept[i], out=target)
-            for whole, piece, where in zip((dx, dw, db), grads, ((slice(None), inputs), outputs, outputs)):
-                if whole is not None:
-                    into(whole[where], piece)
-
-        side_by_side([functools.partial(part, i) for i in range(len(pieces))])
-        return dx, dw, db
+        return cores.backward(self._backward, dy, x, w, g, pieces, need_dx, need_dw, need_db, saved, where=_channels)
 
     def _backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None, out=None):
         """:meth:`backward` on one core (its copies split across cores unless in a part), dx into
@@ -185,6 +160,12 @@ def channel_parts(g) -> tuple | None:
     if count < 2 or in_part() or g.out_channels * g.batch * math.prod(g.out_size) * math.prod(g.kernel) < MIN_ELEMENTS:
         return None
     return _channel_pieces(g, count)
+
+
+def _channels(piece: tuple) -> tuple:
+    """(x's, y's and the weights' index) of a part of :func:`channel_parts`: its channels."""
+    (inputs, outputs), _ = piece
+    return (slice(None), inputs), (slice(None), outputs), (outputs,)
 
 
 @functools.lru_cache(maxsize=256)

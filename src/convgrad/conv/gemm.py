@@ -1300,7 +1300,9 @@ class Gemm(Algorithm):
 
     def forward(self, x, w, b, g, saved=None):
         pieces = cores.parts(g)
-        return forward(x, w, b, g, saved) if pieces is None else cores.forward(forward, x, w, b, g, pieces, saved)
+        if pieces is None:
+            return forward(x, w, b, g, saved)
+        return cores.forward(forward, x, w, b, g, pieces, saved, copied=("input_grad",))  # the layout depends on it
 
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None):
         """dy ``(N, C_out, *O)`` -> dx like x, dw like w, db ``(C_out,)``."""

@@ -60,12 +60,11 @@ def _weight_grad_t(x3: np.ndarray, dy3: np.ndarray) -> np.ndarray:
     if C_in * C_out > (C_in + C_out) * P:
         cols = np.ascontiguousarray(x3.swapaxes(0, 1)).reshape(C_in, -1)
         return cols @ np.ascontiguousarray(dy3.swapaxes(0, 1)).reshape(C_out, -1).T
-    step = max(1, CHUNK_BYTES // max(1, x3.shape[1] * dy3.shape[1] * x3.itemsize))
-    total = None
+    step = max(1, CHUNK_BYTES // max(1, C_in * C_out * x3.itemsize))
+    total = np.zeros((C_in, C_out), dtype=x3.dtype)
     for n in range(0, x3.shape[0], step):
-        part = np.matmul(x3[n: n + step], dy3[n: n + step].swapaxes(1, 2)).sum(axis=0)
-        total = part if total is None else np.add(total, part, out=total)
-    return total if total is not None else np.zeros((x3.shape[1], dy3.shape[1]), dtype=x3.dtype)
+        total += np.matmul(x3[n: n + step], dy3[n: n + step].swapaxes(1, 2)).sum(axis=0)
+    return total
 
 
 ALGORITHM = Pointwise()
