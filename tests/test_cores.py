@@ -300,3 +300,46 @@ def test_split_first_layer_keeps_columns_for_no_input_grad(monkeypatch, split_ev
     assert module.backward(dy, input_grad=False) is None and calls == []
     ref = oracle.conv(x, module.weight.data, module.bias.data, dy, stride=2, padding=1)
     assert oracle.close(module.weight.grad, ref[2], 1e-10) and oracle.close(module.bias.grad, ref[3], 1e-10)
+
+
+def test_pool_jobs_run_in_the_callers_numpy_context():
+    """Worker threads see the caller's NumPy settings (buffer size, error handling), not the defaults."""
+    seen = []
+
+    def job(_=None):
+        seen.append((threading.get_ident(), np.getbufsize(), np.geterr()["divide"]))
+
+    previous = np.setbufsize(4096)
+    try:
+        with np.errstate(divide="raise"):
+            _parallel.side_by_side([job, job])
+    finally:
+        np.setbufsize(previous)
+    assert len({ident for ident, _, _ in seen}) == 2  # two threads
+    assert [settings for _, *settings in seen] == [[4096, "raise"]] * 2
+
+
+def test_algorithms_run_with_row_buffers_and_restore_the_callers(split_everything, monkeypatch):
+    """Every part of a split call runs with ``_ufuncs.UFUNC_BUFFER``; the caller's buffer size comes
+    back after the call, and after one that raised."""
+    from convgrad import _ufuncs
+    from convgrad.conv import gemm
+
+    seen = []
+    for name in ("forward", "backward"):
+        original = getattr(gemm, name)
+        monkeypatch.setattr(gemm, name, lambda *a, _f=original, **k: seen.append(np.getbufsize()) or _f(*a, **k))
+    x = np.ones((4, 2, 6, 6), dtype=np.float32)
+    w = np.ones((3, 2, 3, 3), dtype=np.float32)
+    previous = np.setbufsize(4096)
+    try:
+        y = cg.conv(x, w, algorithm="gemm")
+        cg.conv_backward(np.ones_like(y), x, w, algorithm="gemm")
+        assert np.getbufsize() == 4096
+        monkeypatch.setattr(gemm, "forward", lambda *a, **k: {}["fails"])
+        with pytest.raises(KeyError):
+            cg.conv(x, w, algorithm="gemm")
+        assert np.getbufsize() == 4096
+    finally:
+        np.setbufsize(previous)
+    assert split_everything == [2, 2, 2] and seen == [_ufuncs.UFUNC_BUFFER] * 4  # two parts each

@@ -5,6 +5,7 @@ with its BLAS products on that core alone (:func:`side_by_side`)."""
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
 import threading
@@ -57,9 +58,10 @@ def side_by_side(jobs: list[Callable[[], object]]) -> list:
 
 def _at_once(jobs: list[Callable[[], object]]) -> list:
     """The jobs at once, the first on the calling thread (which would otherwise wait, and whose cache
-    holds what it just did), the others on the pool; their results in order, once every job has
-    finished (the first job's error first)."""
-    futures = [_executor().submit(job) for job in jobs[1:]]
+    holds what it just did), the others on the pool, each in a copy of the caller's context (NumPy's
+    error handling and buffer size: ``_ufuncs``); their results in order, once every job has finished
+    (the first job's error first)."""
+    futures = [_executor().submit(contextvars.copy_context().run, job) for job in jobs[1:]]
     try:
         first = jobs[0]()
     finally:

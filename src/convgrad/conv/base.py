@@ -23,6 +23,7 @@ import numpy as np
 
 from .._args import ConvGeometry
 from .._padding import pad, pad_backward
+from .._ufuncs import row_buffers
 
 
 class Algorithm:
@@ -52,17 +53,19 @@ def take_kept(saved: dict | None, key: str, identity: tuple):
 
 
 def run_forward(algorithm: Algorithm, x, w, b, g: ConvGeometry, saved: dict | None) -> np.ndarray:
-    """``algorithm.forward``, handing it ``saved`` when it takes one."""
-    if saved is not None and algorithm.saves:
-        return algorithm.forward(x, w, b, g, saved=saved)
-    return algorithm.forward(x, w, b, g)
+    """``algorithm.forward``, handing it ``saved`` when it takes one (with NumPy's :func:`row_buffers`)."""
+    with row_buffers():
+        if saved is not None and algorithm.saves:
+            return algorithm.forward(x, w, b, g, saved=saved)
+        return algorithm.forward(x, w, b, g)
 
 
 def run_backward(algorithm: Algorithm, dy, x, w, g: ConvGeometry, need_dx, need_dw, need_db, saved: dict | None):
-    """``algorithm.backward``, handing it ``saved`` when it takes one."""
-    if saved is not None and algorithm.saves:
-        return algorithm.backward(dy, x, w, g, need_dx, need_dw, need_db, saved=saved)
-    return algorithm.backward(dy, x, w, g, need_dx, need_dw, need_db)
+    """``algorithm.backward``, handing it ``saved`` when it takes one (with NumPy's :func:`row_buffers`)."""
+    with row_buffers():
+        if saved is not None and algorithm.saves:
+            return algorithm.backward(dy, x, w, g, need_dx, need_dw, need_db, saved=saved)
+        return algorithm.backward(dy, x, w, g, need_dx, need_dw, need_db)
 
 
 def part_dicts(saved: dict | None, count: int, **entries) -> list:
