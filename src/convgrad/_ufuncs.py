@@ -1,9 +1,10 @@
 """How NumPy's element-wise passes run inside an algorithm: the one place for NumPy's ufunc buffer size.
 
-Since NumPy 2.3 a ufunc over strided views whose contiguous rows are shorter than about half the
-buffer size (8192 elements by default) copies them through its buffers, to give the loop longer runs.
-For the memory-bound passes of a convolution that triples the traffic. Measured (NumPy 2.4, float32,
-``a += b`` over 49,152 elements, a a strided view of rows of n contiguous elements, µs):
+A ufunc over strided views whose contiguous rows are shorter than the buffer size (8192 elements by
+default; in NumPy 2.4 about half of it, in 2.2 all of it) copies them through its buffers, to give
+its loop longer runs. For the memory-bound passes of a convolution that triples the traffic.
+Measured (NumPy 2.4, float32, ``a += b`` over 49,152 elements, ``a`` a strided view of rows of n
+contiguous elements, µs; NumPy 2.2 took 14.6–20.9 µs for rows of 256–6144 elements, 5.8 from 8192):
 
     n               64     128    256    512    1024   2048   contiguous
     buffer 8192     24.3   15.2   14.6   15.9   17.4   14.9   4-5
