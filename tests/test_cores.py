@@ -319,16 +319,24 @@ def test_pool_jobs_run_in_the_callers_numpy_context():
     assert [settings for _, *settings in seen] == [[4096, "raise"]] * 2
 
 
-def test_algorithms_run_with_row_buffers_and_restore_the_callers(split_everything, monkeypatch):
-    """Every part of a split call runs with ``_ufuncs.UFUNC_BUFFER``; the caller's buffer size comes
-    back after the call, and after one that raised."""
-    from convgrad import _ufuncs
+def _buffer_sizes_seen(monkeypatch) -> list:
+    """NumPy's buffer size at each call of gemm's forward and backward, recorded."""
     from convgrad.conv import gemm
 
     seen = []
     for name in ("forward", "backward"):
         original = getattr(gemm, name)
         monkeypatch.setattr(gemm, name, lambda *a, _f=original, **k: seen.append(np.getbufsize()) or _f(*a, **k))
+    return seen
+
+
+def test_algorithms_run_with_row_buffers_and_restore_the_callers(split_everything, monkeypatch):
+    """Every part of a split call runs with ``_ufuncs.UFUNC_BUFFER``; the caller's buffer size comes
+    back after the call, and after one that raised."""
+    from convgrad import _ufuncs
+    from convgrad.conv import gemm
+
+    seen = _buffer_sizes_seen(monkeypatch)
     x = np.ones((4, 2, 6, 6), dtype=np.float32)
     w = np.ones((3, 2, 3, 3), dtype=np.float32)
     previous = np.setbufsize(4096)
@@ -343,3 +351,13 @@ def test_algorithms_run_with_row_buffers_and_restore_the_callers(split_everythin
     finally:
         np.setbufsize(previous)
     assert split_everything == [2, 2, 2] and seen == [_ufuncs.UFUNC_BUFFER] * 4  # two parts each
+
+
+def test_transposed_convolutions_run_with_row_buffers(monkeypatch):
+    from convgrad import _ufuncs
+
+    seen = _buffer_sizes_seen(monkeypatch)
+    x, w = np.ones((2, 3, 5, 5)), np.ones((3, 2, 3, 3))
+    y = cg.conv_transpose(x, w, stride=2, algorithm="gemm")
+    cg.conv_transpose_backward(np.ones_like(y), x, w, stride=2, algorithm="gemm")
+    assert seen == [_ufuncs.UFUNC_BUFFER] * 3 and np.getbufsize() != _ufuncs.UFUNC_BUFFER  # y; dx, dw

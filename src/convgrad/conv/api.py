@@ -147,7 +147,7 @@ def conv_transpose(
     """
     fn = "conv_transpose"
     g, x, weight, bias = transpose_geometry(fn, x, weight, bias, stride, padding, output_padding, dilation, groups)
-    y, _, _ = select(fn, algorithm, g).backward(x, None, weight, g, need_dx=True, need_dw=False, need_db=False)
+    y, _, _ = run_backward(select(fn, algorithm, g), x, None, weight, g, True, False, False, None)
     return add_bias(y, bias).astype(g.result_dtype, copy=False)
 
 
@@ -180,7 +180,7 @@ def transpose_backward_pass(fn, dy, x, weight, stride, padding, output_padding, 
     dy = grad_output(fn, dy, g.x_shape, g.dtype)
     chosen = select(fn, algorithm, g)
     # the transposed output is the input of the underlying convolution, whose output is x
-    dx = chosen.forward(dy, weight, None, g) if need_dx else None
-    _, dw, _ = chosen.backward(x, dy, weight, g, need_dx=False, need_dw=True, need_db=False)
+    dx = run_forward(chosen, dy, weight, None, g, None) if need_dx else None
+    _, dw, _ = run_backward(chosen, x, dy, weight, g, False, True, False, None)
     db = bias_grad(dy) if need_db else None
     return _cast(dx, g.result_dtype), _cast(dw, g.result_dtype), _cast(db, g.result_dtype)
