@@ -27,8 +27,9 @@ def _max_index(x: np.ndarray, pg: PoolGeometry) -> tuple[np.ndarray, np.ndarray]
     The first maximum in scan order wins a tie; a NaN beats every number and a later NaN beats an
     earlier one (PyTorch's ``val > max || isnan(val)``); padding (-inf) is never chosen while the window
     holds an input element. Only element-wise work on whole slices (copied window-first where the
-    windows tile x: :func:`_window_first`): the maximum by ``np.maximum`` over the K offsets; the index of the first maximum as the number of leading offsets that miss it,
-    ``Σ_k [offsets 0..k all miss]`` (a running AND of ``view ≠ maximum``, added up in bytes).
+    windows tile x: :func:`_window_first`): the maximum by ``np.maximum`` over the K offsets; the index
+    of the first maximum as the number of leading offsets that miss it, ``Σ_k [offsets 0..k all
+    miss]`` (a running AND of ``view ≠ maximum``, added up in bytes).
     """
     padded = any(lo or hi for lo, hi in pg.pads)
     if not padded and _tiles_exactly(pg):
