@@ -41,6 +41,10 @@ class Algorithm:
     def backward(self, dy, x, w, g: ConvGeometry, need_dx=True, need_dw=True, need_db=True):
         raise NotImplementedError
 
+    def parts(self, g: ConvGeometry) -> tuple | None:
+        """The parts this algorithm runs ``g`` in at once, one per core, or None where it runs whole."""
+        return None
+
     def __repr__(self) -> str:
         return f"<convgrad algorithm {self.name!r}>"
 
@@ -66,27 +70,6 @@ def run_backward(algorithm: Algorithm, dy, x, w, g: ConvGeometry, need_dx, need_
         if saved is not None and algorithm.saves:
             return algorithm.backward(dy, x, w, g, need_dx, need_dw, need_db, saved=saved)
         return algorithm.backward(dy, x, w, g, need_dx, need_dw, need_db)
-
-
-def part_dicts(saved: dict | None, count: int, **entries) -> list:
-    """A training module's forward run in ``count`` parts: one dict per part (holding ``entries``) for
-    what each keeps, listed under ``saved["parts"]``; Nones without ``saved``."""
-    if saved is None:
-        return [None] * count
-    saved["parts"] = [dict(entries) for _ in range(count)]
-    return saved["parts"]
-
-
-def taken_part_dicts(saved: dict | None, count: int) -> list:
-    """What :func:`part_dicts` listed (taken out of ``saved``), or Nones where the parts do not match."""
-    kept = saved.pop("parts", None) if saved else None
-    return kept if kept is not None and len(kept) == count else [None] * count
-
-
-def into(target: np.ndarray, result: np.ndarray) -> None:
-    """A part's result where it belongs, unless the part wrote it there already (its ``out=``)."""
-    if result is not target:
-        target[...] = result
 
 
 def padded(x: np.ndarray, g: ConvGeometry) -> np.ndarray:

@@ -33,7 +33,6 @@ import numpy as np
 from .._args import interned
 from .._blas import threads
 from .._parallel import in_part, side_by_side, workers
-from .base import into, part_dicts, taken_part_dicts
 
 PART_COPIES = 1_750_000  # a batch is split when each part copies this many elements (:func:`copies`)
 PART_MACS = 60 * 10**6  # and its forward takes this many multiply-adds (cifar-16: 5.7 and 75 million)
@@ -83,12 +82,12 @@ def forward(run, x, w, b, g, pieces: tuple, saved: dict | None, where=_images, c
     training module's ``saved`` dict gets one dict per part, under ``"parts"``, holding its entries
     named in ``copied``."""
     y = np.empty(g.y_shape, dtype=g.dtype)
-    kept = part_dicts(saved, len(pieces), **{key: saved[key] for key in copied if key in (saved or {})})
+    kept = _part_dicts(saved, len(pieces), copied)
 
     def part(i: int) -> None:
         x_index, y_index, w_index = where(pieces[i])
         target = y[y_index]
-        into(target, run(x[x_index], w[w_index], None if b is None else b[w_index], pieces[i][1], kept[i], out=target))
+        _into(target, run(x[x_index], w[w_index], None if b is None else b[w_index], pieces[i][1], kept[i], out=target))
 
     side_by_side([functools.partial(part, i) for i in range(len(pieces))])
     return y
@@ -98,7 +97,7 @@ def backward(run, dy, x, w, g, pieces: tuple, need_dx: bool, need_dw: bool, need
              where=_images):
     """(dx or None, dw or None, db or None) by ``run(dy, x, w, geometry, need_dx, need_dw, need_db, saved, out=)``
     on each part of ``pieces`` (indexed as in :func:`forward`), with what :func:`forward` kept for each part."""
-    kept = taken_part_dicts(saved, len(pieces))
+    kept = _taken_part_dicts(saved, len(pieces))
     dx = np.empty(g.x_shape, dtype=g.dtype) if need_dx else None
 
     def part(i: int) -> tuple:
@@ -107,12 +106,34 @@ def backward(run, dy, x, w, g, pieces: tuple, need_dx: bool, need_dw: bool, need
         part_dx, dw, db = run(dy[y_index], None if x is None else x[x_index], w[w_index], pieces[i][1], need_dx,
                               need_dw, need_db, kept[i], out=target)
         if need_dx:
-            into(target, part_dx)
+            _into(target, part_dx)
         return dw, db
 
     dws, dbs = zip(*side_by_side([functools.partial(part, i) for i in range(len(pieces))]))
     indices = [where(piece)[2] for piece in pieces]
     return dx, _whole(dws, indices, w.shape), _whole(dbs, indices, (g.out_channels,))
+
+
+def _part_dicts(saved: dict | None, count: int, copied: tuple) -> list:
+    """A training module's forward run in ``count`` parts: one dict per part (holding ``saved``'s
+    entries named in ``copied``) for what each keeps, listed under ``saved["parts"]``; Nones without
+    ``saved``."""
+    if saved is None:
+        return [None] * count
+    saved["parts"] = [{key: saved[key] for key in copied if key in saved} for _ in range(count)]
+    return saved["parts"]
+
+
+def _taken_part_dicts(saved: dict | None, count: int) -> list:
+    """What :func:`_part_dicts` listed (taken out of ``saved``), or Nones where the parts do not match."""
+    kept = saved.pop("parts", None) if saved else None
+    return kept if kept is not None and len(kept) == count else [None] * count
+
+
+def _into(target: np.ndarray, result: np.ndarray) -> None:
+    """A part's result where it belongs, unless the part wrote it there already (its ``out=``)."""
+    if result is not target:
+        target[...] = result
 
 
 def _whole(grads: tuple, indices: list, shape: tuple) -> np.ndarray | None:

@@ -59,6 +59,10 @@ class Depthwise(Algorithm):
             return "it works on numbers only"
         return None
 
+    def parts(self, g):
+        """The channels' parts (:func:`channel_parts`)."""
+        return channel_parts(g)
+
     def _views(self, g):
         return [(offset, offset_slices(offset, g.stride, g.dilation, g.out_size)) for offset in kernel_offsets(g.kernel)]
 
@@ -66,7 +70,7 @@ class Depthwise(Algorithm):
         """x ``(N, C, *L)``, w ``(C·m, 1, *k)`` -> y ``(N, C·m, *O)``. With a ``saved`` dict (a training
         module's), x's flat arrangement is kept there for the backward's dW (:func:`_keeps`). A large
         call runs in parts of its channels at once, one per core (:func:`channel_parts`)."""
-        pieces = channel_parts(g)
+        pieces = self.parts(g)
         if pieces is None:
             return self._forward(x, w, b, g, saved)
         return cores.forward(self._forward, x, w, b, g, pieces, saved, where=_channels)
@@ -100,7 +104,7 @@ class Depthwise(Algorithm):
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None):
         """dy ``(N, C·m, *O)`` -> (dx like x, dw like w, db ``(C·m,)``), each None where not asked for; in
         parts of the channels as the forward (:func:`channel_parts`)."""
-        pieces = channel_parts(g)
+        pieces = self.parts(g)
         if pieces is None:
             return self._backward(dy, x, w, g, need_dx, need_dw, need_db, saved)
         return cores.backward(self._backward, dy, x, w, g, pieces, need_dx, need_dw, need_db, saved, where=_channels)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._args import ConvGeometry
-from . import as_forward, cores, depthwise, fft, gemm, naive, pointwise
+from . import as_forward, depthwise, fft, gemm, naive, pointwise
 from .base import Algorithm
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -57,8 +57,7 @@ def parts(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, pa
     (1: it runs whole): gemm cuts the batch (:mod:`convgrad.conv.cores`), depthwise the channels
     (:func:`convgrad.conv.depthwise.channel_parts`). Same arguments as conv."""
     g = _geometry("parts", x, weight, bias, stride, padding, dilation, groups, padding_mode)
-    chosen = choose(g)
-    pieces = {"gemm": cores.parts, "depthwise": depthwise.channel_parts}.get(chosen.name, lambda g: None)(g)
+    pieces = choose(g).parts(g)
     return 1 if pieces is None else len(pieces)
 
 
