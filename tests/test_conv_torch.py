@@ -421,36 +421,25 @@ def test_innermost_transposes_match_torch(x_shape, w_shape, padding, copies):
         assert len(calls) >= 4 and all(calls) == _blas.available(np.float64)
 
 
-@pytest.mark.parametrize("layout, case", [
-    ("flat", Case((3, 2, 6, 5), (16, 2, 3, 2), True, dict(padding=1))),
-    ("flat", Case((2, 3, 4, 3, 5), (17, 3, 2, 3, 2), True, dict(padding=(1, 0, 1)))),
-    ("images inside", Case((3, 2, 7, 6), (32, 1, 2, 3), True, dict(groups=2, dilation=(2, 1)))),
-    ("images innermost", Case((2, 3, 9), (20, 3, 4), True, dict(stride=2, padding=1))),
+@pytest.mark.parametrize("layout, case, copied", [
+    ("flat", Case((3, 2, 6, 5), (16, 2, 3, 2), True, dict(padding=1)), True),
+    ("flat", Case((2, 3, 4, 3, 5), (17, 3, 2, 3, 2), True, dict(padding=(1, 0, 1))), True),
+    ("flat", Case((3, 2, 6, 5), (8, 2, 3, 2), True, dict(padding=1)), False),  # too few filters
+    ("images inside", Case((3, 2, 7, 6), (32, 1, 2, 3), True, dict(groups=2, dilation=(2, 1))), False),
+    ("images innermost", Case((2, 3, 9), (20, 3, 4), True, dict(stride=2, padding=1)), False),
 ])
-def test_dw_reads_dy_from_a_position_major_copy(layout, case, monkeypatch):
-    """dW's products read each tile's dy from a C-ordered transposed copy when it has at least
-    ``GRAD_ROWS_FROM`` rows (16 and more filters per group; size threshold lowered to 0, products by
-    tile, not image by image); spied: every tile's dy was copied by NumPy's BLAS where it has the
-    routine, and dW still matches PyTorch's."""
-    copies = []
-    original = gemm._position_major
-
-    def spy(dy):
-        result = original(dy)
-        copies.append(result.flags.c_contiguous and not np.shares_memory(result, dy))
-        return result
-
-    monkeypatch.setattr(gemm, "_position_major", spy)
+def test_dw_reads_dy_from_a_position_major_copy_for_kernel_rows(layout, case, copied, monkeypatch):
+    """The flat layout's dW products (one per kernel row) read each tile's dy from one C-ordered
+    transposed copy when a group has at least ``GRAD_ROWS_FROM`` filters (size threshold lowered to 0;
+    products by tile, not image by image); the other layouts' one product per tile, and fewer filters,
+    read dy's transposed view. Spied: every product's operand was the copy (where NumPy's BLAS has the
+    routine) or the view, as said; dW matches PyTorch's either way."""
+    operands = []  # whether each product read a C-ordered dy (dy's transposed view is not one)
+    original = gemm._accumulate_product
+    monkeypatch.setattr(gemm, "_accumulate_product", lambda out, a, b: operands.append(b.flags.c_contiguous) or original(out, a, b))
     check_forced(case, layout, len(layout), False, BLAS_TRANSPOSE=0, SMALL_PRODUCT=0)
-    assert copies and all(copies) == _blas.available(np.float64)
-
-
-def test_dw_reads_dy_of_few_filters_from_its_view(monkeypatch):
-    """Fewer than ``GRAD_ROWS_FROM`` rows (OpenBLAS's small-matrix kernel runs them fast from the view):
-    no copy, dy's transposed view."""
-    dy = np.ones((2, 8, 100))
-    view = gemm._position_major(dy)
-    assert view.shape == (2, 100, 8) and np.shares_memory(view, dy)
+    assert operands and all(operands) == (copied and _blas.available(np.float64))
+    assert not any(operands) or copied
 
 
 VIRTUAL_PADDING = {

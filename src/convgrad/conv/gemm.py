@@ -1223,16 +1223,19 @@ def _accumulate_product(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
 
 
 def _position_major(dy: np.ndarray) -> np.ndarray:
-    """A tile's dy ``(G, M, columns)`` as ``(G, columns, M)``, dW's right operand: a C-ordered copy by
-    BLAS's transposing copy where NumPy's BLAS has one, else the transposed view.
+    """A tile's dy ``(G, M, columns)`` as ``(G, columns, M)``, the right operand of dW's products for the
+    flat layout's kernel rows: a C-ordered copy by BLAS's transposing copy where NumPy's BLAS has one,
+    else the transposed view.
 
     OpenBLAS runs ``cols @ dyᵀ`` faster from such a copy than from the view (rows of dy read as
-    columns); one copy serves every kernel row's product of the tile. Measured on one thread, a tile's
-    copy and products against its products over the view: cifar-16 0.93x, res-64 0.95-0.98x,
-    stem-7x7 0.91-0.97x, dil-2 0.90x, conv1d 0.87-0.89x, conv3d 0.88-0.90x, lenet-c2 0.96x, res-128 and
-    down-s2 1.00x; but with fewer than ``GRAD_ROWS_FROM`` rows, whose products OpenBLAS's small-matrix
-    kernel runs fast from the view, 1.41-1.46x (lenet-c1's 8). Forward + backward, alternating blocks
-    in one process against the view: conv1d 0.98x, conv3d 0.97-0.98x, the others 0.98-1.02x (noise)."""
+    columns), and one copy serves every kernel row's product of the tile. Measured on one thread, a
+    tile's copy and products against its products over the view: cifar-16 0.93x, res-64 0.95-0.98x,
+    dil-2 0.90x, conv1d 0.87-0.89x, conv3d 0.88-0.90x; with fewer than ``GRAD_ROWS_FROM`` rows, whose
+    products OpenBLAS's small-matrix kernel runs fast from the view, 1.41-1.46x (lenet-c1's 8). With
+    one product per tile (the other layouts) it does not pay: stem-7x7 0.91-0.97x, res-128 and down-s2
+    1.00x, lenet-c2 0.96x alone but 1.12x in a LeNet-5 step (its rows 16 KiB apart, a strided read).
+    Forward + backward, alternating blocks in one process against the view: conv1d 0.98x, conv3d
+    0.97-0.98x, the others 0.98-1.02x (noise)."""
     G, M, columns = dy.shape
     if M < GRAD_ROWS_FROM or columns * M < BLAS_TRANSPOSE or not available(dy.dtype):
         return dy.swapaxes(-1, -2)
@@ -1280,7 +1283,7 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
         dY = padded[:, : filters]  # (G, C_out/G, columns)
         if need_dw:
             cols = kept if kept is not None else layout.im2col(layout.tile_input(xc, t), g, t)
-            grads = _position_major(padded)
+            grads = _position_major(padded) if rows > 1 else padded.swapaxes(-1, -2)
             with np.errstate(invalid="ignore"):  # a zero row of dY times an inf of x: NaN in a row dropped
                 for dW_row, part in zip(dW, layout.parts(cols, g, t)):
                     _accumulate_product(dW_row, part, grads)
