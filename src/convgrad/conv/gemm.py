@@ -75,7 +75,7 @@ SHORT_ROW = 40  # output rows shorter than this are copied with the images inner
 PLANS = 512  # decisions cached per geometry (the layout, its tiles and runs, the dx correlation's geometry)
 ALIASED_STRIDE = 512  # bytes: a transpose gathering along a multiple of this stride goes through a staged tile
 BLAS_TRANSPOSE = 16384  # elements from which a transpose is BLAS's (_transposed)
-GRAD_ROWS_FROM = 16  # dW's products read dy from a position-major copy when it has this many rows (_position_major)
+GRAD_ROWS_FROM = 16  # dW's products read dy from a position-major copy when it has this many rows (_grad_operand)
 
 
 @dataclass(frozen=True)
@@ -1222,22 +1222,25 @@ def _accumulate_product(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
         out += np.matmul(a[..., i: i + piece], b[..., i: i + piece, :])
 
 
-def _position_major(dy: np.ndarray) -> np.ndarray:
-    """A tile's dy ``(G, M, columns)`` as ``(G, columns, M)``, the right operand of dW's products for the
-    flat layout's kernel rows: a C-ordered copy by BLAS's transposing copy where NumPy's BLAS has one,
-    else the transposed view.
+def _grad_operand(dy: np.ndarray, products: int) -> np.ndarray:
+    """A tile's dy ``(G, M, columns)`` as ``(G, columns, M)``, the right operand of its ``products`` dW
+    products: a C-ordered copy (scratch, by BLAS's transposing copy) where several products share it
+    (the flat layout's kernel rows) and it has at least ``GRAD_ROWS_FROM`` rows, else, or where NumPy's
+    BLAS has no such copy, the transposed view.
 
     OpenBLAS runs ``cols @ dyᵀ`` faster from such a copy than from the view (rows of dy read as
     columns), and one copy serves every kernel row's product of the tile. Measured on one thread, a
     tile's copy and products against its products over the view: cifar-16 0.93x, res-64 0.95-0.98x,
     dil-2 0.90x, conv1d 0.87-0.89x, conv3d 0.88-0.90x; with fewer than ``GRAD_ROWS_FROM`` rows, whose
     products OpenBLAS's small-matrix kernel runs fast from the view, 1.41-1.46x (lenet-c1's 8). With
-    one product per tile (the other layouts) it does not pay: stem-7x7 0.91-0.97x, res-128 and down-s2
-    1.00x, lenet-c2 0.96x alone but 1.12x in a LeNet-5 step (its rows 16 KiB apart, a strided read).
-    Forward + backward, alternating blocks in one process against the view: conv1d 0.98x, conv3d
-    0.97-0.98x, the others 0.98-1.02x (noise)."""
+    one product per tile (the other layouts) it gains little or loses: stem-7x7 0.91-0.97x alone but
+    0.99x in the call, res-128 and down-s2 1.00x, lenet-c2 0.96x alone but 1.12x in a LeNet-5 step.
+    Forward + backward, alternating blocks in one process against the view (three runs of 12-20
+    blocks): conv3d 0.96-0.98x, conv1d 0.98-0.99x, dil-2 0.98-1.00x, cifar-16 0.93-1.02x; the cases
+    whose code did not change 0.95-1.05x (the noise). The copy is one tile of dy at most, beside the
+    whole arranged dy."""
     G, M, columns = dy.shape
-    if M < GRAD_ROWS_FROM or columns * M < BLAS_TRANSPOSE or not available(dy.dtype):
+    if products < 2 or M < GRAD_ROWS_FROM or columns * M < BLAS_TRANSPOSE or not available(dy.dtype):
         return dy.swapaxes(-1, -2)
     target = scratch(dy.size, dy.dtype, SLOT_GRAD_ROWS).reshape(G, columns, M)
     for source, rows in zip(dy, target):
@@ -1283,7 +1286,7 @@ def products(dy, x, w, g, need_dx: bool, need_dw: bool, saved: dict | None = Non
         dY = padded[:, : filters]  # (G, C_out/G, columns)
         if need_dw:
             cols = kept if kept is not None else layout.im2col(layout.tile_input(xc, t), g, t)
-            grads = _position_major(padded) if rows > 1 else padded.swapaxes(-1, -2)
+            grads = _grad_operand(padded, rows)
             with np.errstate(invalid="ignore"):  # a zero row of dY times an inf of x: NaN in a row dropped
                 for dW_row, part in zip(dW, layout.parts(cols, g, t)):
                     _accumulate_product(dW_row, part, grads)
