@@ -424,6 +424,7 @@ def test_innermost_transposes_match_torch(x_shape, w_shape, padding, copies):
 @pytest.mark.parametrize("layout, case, copied", [
     ("flat", Case((3, 2, 6, 5), (16, 2, 3, 2), True, dict(padding=1)), True),
     ("flat", Case((2, 3, 4, 3, 5), (17, 3, 2, 3, 2), True, dict(padding=(1, 0, 1))), True),
+    ("flat", Case((2, 4, 6, 5), (32, 2, 3, 2), True, dict(padding=1, groups=2)), True),  # a copy per group
     ("flat", Case((3, 2, 6, 5), (8, 2, 3, 2), True, dict(padding=1)), False),  # too few filters
     ("images inside", Case((3, 2, 7, 6), (32, 1, 2, 3), True, dict(groups=2, dilation=(2, 1))), False),
     ("images innermost", Case((2, 3, 9), (20, 3, 4), True, dict(stride=2, padding=1)), False),
