@@ -63,10 +63,15 @@ def _window_first(x: np.ndarray, pg: PoolGeometry) -> np.ndarray:
     (scan order), in one copy, so that the passes over them run on contiguous arrays. Measured, µs, for
     the whole of :func:`_max_index`: (64, 6, 24, 24) 256 -> 183, (64, 16, 8, 8) 130 -> 95,
     (100, 32, 20) 54 -> 42 (over strided views, NumPy buffers every pass)."""
-    split = x.shape[:2] + sum(((o, k) for o, k in zip(pg.out_size, pg.kernel)), ())
     nd = len(pg.kernel)
     order = tuple(3 + 2 * i for i in range(nd)) + (0, 1) + tuple(2 + 2 * i for i in range(nd))
-    return np.ascontiguousarray(x.reshape(split).transpose(order)).reshape((-1,) + x.shape[:2] + pg.out_size)
+    first = np.ascontiguousarray(x.reshape(_by_window(x.shape, pg)).transpose(order))
+    return first.reshape((-1,) + x.shape[:2] + pg.out_size)
+
+
+def _by_window(shape: tuple, pg: PoolGeometry) -> tuple:
+    """An array ``(N, C, *L)`` whose windows tile it exactly, viewed as ``(N, C, O₁, k₁, O₂, k₂, ...)``."""
+    return shape[:2] + sum(((o, k) for o, k in zip(pg.out_size, pg.kernel)), ())
 
 
 def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
@@ -111,8 +116,7 @@ def _route_non_overlapping(dy: np.ndarray, index: np.ndarray, pg: PoolGeometry) 
     ``[..., :, κ₁, :, κ₂, ...]``; it gets ``dy`` where κ (in scan order) won its window, else 0. Each
     plane is one assignment whose inner loop runs along an output row.
     """
-    shape = dy.shape[:2] + sum(((o, k) for o, k in zip(pg.out_size, pg.kernel)), ())
-    dxp = np.empty(shape, dtype=pg.dtype)
+    dxp = np.empty(_by_window(dy.shape, pg), dtype=pg.dtype)
     for k, offset in enumerate(kernel_offsets(pg.kernel)):
         plane = (slice(None), slice(None)) + sum(((slice(None), o) for o in offset), ())
         np.multiply(dy, index == k, out=dxp[plane])
