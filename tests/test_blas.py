@@ -148,3 +148,38 @@ def test_routines_are_typed_by_the_librarys_integer_width(config, prefix, suffix
     assert routines[("omatcopy", np.dtype(np.float64))].argtypes[4] is ctypes.c_double
     del names[f"{prefix}cblas_dgemm{suffix}"]
     assert _blas._bind(SimpleNamespace(**names), prefix, suffix) == {}  # one missing: none taken
+
+
+def test_kernels_name_the_family_threadpoolctl_reports():
+    """``kernels()`` is the family NumPy's OpenBLAS runs, as threadpoolctl (an independent reader of
+    the same library) reports it; "" where NumPy's BLAS is not OpenBLAS."""
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    numpy_files = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy")  # numpy/, numpy.libs/
+    found = [lib["architecture"] for lib in threadpool_info()
+             if lib.get("internal_api") == "openblas" and lib["filepath"].startswith(numpy_files)]
+    if _blas.available(np.float32):
+        assert found and _blas.kernels() == found[0].lower() != ""
+    else:
+        assert _blas.kernels() == ""
+
+
+@pytest.mark.parametrize("library, expected", [
+    ({"openblas_get_corename": _Routine(b"SkylakeX")}, "skylakex"),
+    ({"openblas_get_corename": _Routine(b"Haswell ")}, "haswell"),
+    ({"openblas_get_corename": _Routine(None)}, ""),
+    ({}, ""),  # no such routine
+])
+def test_kernels_read_openblas_corename(library, expected, monkeypatch):
+    """The core name is read from the library :func:`_blas._library` found, lower case and stripped; ""
+    where the library has no such routine or gives no name."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(_blas, "_library", lambda: (SimpleNamespace(**library), "", "", {}))
+    _blas.kernels.cache_clear()
+    try:
+        assert _blas.kernels() == expected
+    finally:
+        _blas.kernels.cache_clear()

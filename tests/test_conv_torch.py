@@ -429,15 +429,19 @@ def test_innermost_transposes_match_torch(x_shape, w_shape, padding, copies):
     ("images inside", Case((3, 2, 7, 6), (32, 1, 2, 3), True, dict(groups=2, dilation=(2, 1))), False),
     ("images innermost", Case((2, 3, 9), (20, 3, 4), True, dict(stride=2, padding=1)), False),
 ])
-def test_dw_reads_dy_from_a_position_major_copy_for_kernel_rows(layout, case, copied, monkeypatch):
-    """The flat layout's dW products (one per kernel row) read each tile's dy from one C-ordered
-    transposed copy when a group has at least ``GRAD_ROWS_FROM`` filters (size threshold lowered to 0;
-    products by tile, not image by image); the other layouts' one product per tile, and fewer filters,
-    read dy's transposed view. Spied: every product's operand was the copy (where NumPy's BLAS has the
-    routine) or the view, as said; dW matches PyTorch's either way."""
+@pytest.mark.parametrize("kernels", ["skylakex", "haswell"])
+def test_dw_reads_dy_from_a_position_major_copy_for_kernel_rows(layout, case, copied, kernels, monkeypatch):
+    """With OpenBLAS's AVX-512 kernels, the flat layout's dW products (one per kernel row) read each
+    tile's dy from one C-ordered transposed copy when a group has at least ``GRAD_ROWS_FROM`` filters
+    (size threshold lowered to 0; products by tile, not image by image); the other layouts' one product
+    per tile, and fewer filters, read dy's transposed view. With the Haswell kernels every product
+    reads the view. Spied: every product's operand was the copy (where NumPy's BLAS has the routine) or
+    the view, as said; dW matches PyTorch's either way."""
     operands = []  # whether each product read a C-ordered dy (dy's transposed view is not one)
     original = gemm._accumulate_product
     monkeypatch.setattr(gemm, "_accumulate_product", lambda out, a, b: operands.append(b.flags.c_contiguous) or original(out, a, b))
+    monkeypatch.setattr(gemm, "kernels", lambda: kernels)
+    copied = copied and kernels == "skylakex"
     check_forced(case, layout, len(layout), False, BLAS_TRANSPOSE=0, SMALL_PRODUCT=0)
     assert operands and all(operands) == (copied and _blas.available(np.float64))
     assert not any(operands) or copied

@@ -169,6 +169,19 @@ def _leading(matrix: np.ndarray, size: int) -> int | None:
 
 
 @functools.lru_cache(maxsize=1)
+def kernels() -> str:
+    """The kernel family NumPy's OpenBLAS runs (``openblas_get_corename``: "Haswell", "SkylakeX", ...,
+    as OPENBLAS_CORETYPE may have forced it), lower case; "" where it cannot be known."""
+    lib, prefix, suffix, _ = _library()
+    try:
+        name = getattr(lib, f"{prefix}openblas_get_corename{suffix}")
+    except AttributeError:
+        return ""
+    name.restype, name.argtypes = ctypes.c_char_p, []
+    return (name() or b"").decode("ascii", "replace").strip().lower()
+
+
+@functools.lru_cache(maxsize=1)
 def _thread_control() -> tuple | None:
     """(get, set) of :func:`_library`'s thread count, or None."""
     lib, prefix, suffix, _ = _library()

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._args import plain_geometry
-from .._blas import available, matmul_add, transpose
+from .._blas import available, kernels, matmul_add, transpose
 from .._config import get_workspace_limit, sharing
 from .._padding import pad
 from .._parallel import over_channels
@@ -76,6 +76,7 @@ PLANS = 512  # decisions cached per geometry (the layout, its tiles and runs, th
 ALIASED_STRIDE = 512  # bytes: a transpose gathering along a multiple of this stride goes through a staged tile
 BLAS_TRANSPOSE = 16384  # elements from which a transpose is BLAS's (_transposed)
 GRAD_ROWS_FROM = 16  # dW's products read dy from a position-major copy when it has this many rows (_grad_operand)
+GRAD_ROWS_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})  # ... and OpenBLAS runs these kernels
 
 
 @dataclass(frozen=True)
@@ -1225,22 +1226,27 @@ def _accumulate_product(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
 def _grad_operand(dy: np.ndarray, products: int) -> np.ndarray:
     """A tile's dy ``(G, M, columns)`` as ``(G, columns, M)``, the right operand of its ``products`` dW
     products: a C-ordered copy (scratch, by BLAS's transposing copy) where several products share it
-    (the flat layout's kernel rows) and it has at least ``GRAD_ROWS_FROM`` rows, else, or where NumPy's
-    BLAS has no such copy, the transposed view.
+    (the flat layout's kernel rows), it has at least ``GRAD_ROWS_FROM`` rows and OpenBLAS runs the
+    AVX-512 kernels (``GRAD_ROWS_KERNELS``); else, or where NumPy's BLAS has no such copy, the
+    transposed view.
 
-    OpenBLAS runs ``cols @ dyᵀ`` faster from such a copy than from the view (rows of dy read as
-    columns), and one copy serves every kernel row's product of the tile. Measured on one thread, a
-    tile's copy and products against its products over the view: cifar-16 0.93x, res-64 0.95-0.98x,
-    dil-2 0.90x, conv1d 0.87-0.89x, conv3d 0.88-0.90x; with fewer than ``GRAD_ROWS_FROM`` rows, whose
-    products OpenBLAS's small-matrix kernel runs fast from the view, 1.41-1.46x (lenet-c1's 8). With
-    one product per tile (the other layouts) it gains little or loses: stem-7x7 0.91-0.97x alone but
-    0.99x in the call, res-128 and down-s2 1.00x, lenet-c2 0.96x alone but 1.12x in a LeNet-5 step.
-    Forward + backward, alternating blocks in one process against the view (three runs of 12-20
+    OpenBLAS's SkylakeX kernels run ``cols @ dyᵀ`` faster from such a copy than from the view (rows of
+    dy read as columns), and one copy serves every kernel row's product of the tile. Measured on one
+    thread, a tile's copy and products against its products over the view: cifar-16 0.93x, res-64
+    0.95-0.98x, dil-2 0.90x, conv1d 0.87-0.89x, conv3d 0.88-0.90x; with fewer than ``GRAD_ROWS_FROM``
+    rows, whose products OpenBLAS's small-matrix kernel runs fast from the view, 1.41-1.46x (lenet-c1's
+    8). With one product per tile (the other layouts) it gains little or loses: stem-7x7 0.91-0.97x
+    alone but 0.99x in the call, res-128 and down-s2 1.00x, lenet-c2 0.96x alone but 1.12x in a LeNet-5
+    step. Forward + backward, alternating blocks in one process against the view (three runs of 12-20
     blocks): conv3d 0.96-0.98x, conv1d 0.98-0.99x, dil-2 0.98-1.00x, cifar-16 0.93-1.02x; the cases
     whose code did not change 0.95-1.05x (the noise). The copy is one tile of dy at most, beside the
-    whole arranged dy."""
+    whole arranged dy. With the Haswell kernels (an AVX2 machine) the copy loses: on one thread
+    cifar-16 1.14x, dil-2 and conv1d 1.12x, res-64 1.03x, conv3d 1.03x; forward + backward without it
+    (three runs of 12-24 blocks) cifar-16 0.96-1.02x, dil-2 0.96-0.98x, conv1d 0.96-0.97x, conv3d
+    0.94-0.99x."""
     G, M, columns = dy.shape
-    if products < 2 or M < GRAD_ROWS_FROM or columns * M < BLAS_TRANSPOSE or not available(dy.dtype):
+    if (products < 2 or M < GRAD_ROWS_FROM or columns * M < BLAS_TRANSPOSE or not available(dy.dtype)
+            or kernels() not in GRAD_ROWS_KERNELS):
         return dy.swapaxes(-1, -2)
     target = scratch(dy.size, dy.dtype, SLOT_GRAD_ROWS).reshape(G, columns, M)
     for source, rows in zip(dy, target):
