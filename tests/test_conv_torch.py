@@ -511,6 +511,7 @@ def test_dw_of_few_filters_summed_over_pieces_matches_torch(name, monkeypatch):
     gemm._accumulate_product), against PyTorch; the test checks that the columns were really cut."""
     case, limit = PIECES[name]
     case.b_size = case.w_shape[0]
+    monkeypatch.setattr(gemm, "kernels", lambda: "skylakex")  # OpenBLAS's small-matrix path (gemm.avx512_kernels)
     if limit is not None:
         monkeypatch.setattr(gemm, "SMALL_PRODUCT", limit)
     cut = []
@@ -525,14 +526,17 @@ def test_dw_of_few_filters_summed_over_pieces_matches_torch(name, monkeypatch):
     assert cut and all(cut)
 
 
-def test_accumulate_product_pieces_cover_the_reduction(monkeypatch):
-    """out += a @ b over pieces of 1100 of a 3001-long reduction (the last one shorter), two groups; and
-    in one product where the pieces would be shorter than MIN_PIECE; against float64 einsum."""
+@pytest.mark.parametrize("kernels", ["skylakex", "haswell"])
+def test_accumulate_product_pieces_cover_the_reduction(kernels, monkeypatch):
+    """With OpenBLAS's AVX-512 kernels, out += a @ b over pieces of 1100 of a 3001-long reduction (the last
+    one shorter), two groups; and in one product where the pieces would be shorter than MIN_PIECE. With
+    its Haswell kernels (no small-matrix path) always one product. Against float64 einsum."""
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, 5, 3001)), rng.normal(size=(2, 3001, 4))
     start = rng.normal(size=(2, 5, 4))
     expected = start + np.einsum("gml,gln->gmn", a, b)
     for limit in (20 * 1100, 20 * 1000):
+        monkeypatch.setattr(gemm, "kernels", lambda: kernels)
         monkeypatch.setattr(gemm, "SMALL_PRODUCT", limit)
         calls = []
         monkeypatch.setattr(gemm.np, "matmul", lambda x, y, _m=np.matmul: calls.append(x.shape[-1]) or _m(x, y))
@@ -540,7 +544,7 @@ def test_accumulate_product_pieces_cover_the_reduction(monkeypatch):
         gemm._accumulate_product(out, a, b)
         monkeypatch.undo()
         assert rel_error(out, expected) < 1e-12
-        assert calls == ([1100, 1100, 801] if limit == 20 * 1100 else [3001])
+        assert calls == ([1100, 1100, 801] if limit == 20 * 1100 and kernels == "skylakex" else [3001])
 
 
 PHASED = {
@@ -618,19 +622,24 @@ def _spy_by_image(monkeypatch) -> list:
     return _spy(monkeypatch, "_forward_by_image", "_products_by_image")
 
 
+@pytest.mark.parametrize("kernels", ["skylakex", "haswell"])
 @pytest.mark.parametrize("name", BY_IMAGE)
-def test_products_image_by_image_match_torch(name, monkeypatch):
-    """Images inside with each image's product small: the products run image by image between the im2col
-    matrix and y, dy in their own layout (gemm.by_image), forward, dW and dx by col2im, against PyTorch."""
+def test_products_image_by_image_match_torch(name, kernels, monkeypatch):
+    """Images inside with each image's product small, and OpenBLAS's AVX-512 kernels (whose small-matrix
+    path runs such products unpacked): the products run image by image between the im2col matrix and y,
+    dy in their own layout (gemm.by_image), forward, dW and dx by col2im, against PyTorch. With its
+    Haswell kernels they take the whole tile."""
     case, layout = BY_IMAGE[name]
+    monkeypatch.setattr(gemm, "kernels", lambda: kernels)
     calls = _spy_by_image(monkeypatch)
     check_forced(case, layout, len(name), correlate=False)
-    assert calls == ["_forward_by_image", "_products_by_image"]
+    assert calls == (["_forward_by_image", "_products_by_image"] if kernels == "skylakex" else [])
 
 
 def test_products_run_whole_where_an_image_is_not_small(monkeypatch):
     """Past the small-product bound (lowered here), or with more than twice as many filters as output
-    positions, the products take the whole tile, and the result is the same."""
+    positions, the products take the whole tile (AVX-512 kernels), and the result is the same."""
+    monkeypatch.setattr(gemm, "kernels", lambda: "skylakex")
     calls = _spy_by_image(monkeypatch)
     check_forced(Case((6, 1, 12, 12), (6, 1, 5, 5), True, dict()), "images inside", 1, False, SMALL_PRODUCT=6 * 25 * 64 - 1)
     check_forced(Case((3, 2, 5, 5), (19, 2, 3, 3), True, dict()), "images inside", 2, False)  # 19 filters, 9 positions
@@ -646,6 +655,7 @@ def test_first_layer_module_image_by_image_matches_torch_autograd(contiguous, mo
     module = cg.nn.Conv2d(2, 4, 3, stride=1, padding=1, dtype=np.float64)
     module._expect_input_grad(False)
     x = rng.normal(size=(5, 2, 9, 7))
+    monkeypatch.setattr(gemm, "kernels", lambda: "skylakex")  # image by image (gemm.by_image)
     calls = _spy_by_image(monkeypatch)
     y = module(x)
     dy = rng.normal(size=y.shape) if contiguous else rng.normal(size=y.shape[:3] + (2 * y.shape[3],))[..., ::2]

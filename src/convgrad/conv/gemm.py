@@ -76,7 +76,7 @@ PLANS = 512  # decisions cached per geometry (the layout, its tiles and runs, th
 ALIASED_STRIDE = 512  # bytes: a transpose gathering along a multiple of this stride goes through a staged tile
 BLAS_TRANSPOSE = 16384  # elements from which a transpose is BLAS's (_transposed)
 GRAD_ROWS_FROM = 16  # dW's products read dy from a position-major copy when it has this many rows (_grad_operand)
-GRAD_ROWS_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})  # ... and OpenBLAS runs these kernels
+AVX512_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})  # OpenBLAS's kernels with a small-matrix path (avx512_kernels)
 
 
 @dataclass(frozen=True)
@@ -1115,8 +1115,11 @@ def by_image(layout: Layout, g, tiles) -> bool:
     Measured, (6, 25) @ (25, 576) for 64 images: 170 µs as one product, 124 image by image (straight
     into y, whose copy out of the layout cost 45 more); (16, 150) @ (150, 64): 166 against 177; (16,
     144) @ (144, 1024) (2.4 million multiply-adds, past the kernel): 4.4 against 5.1 ms. mnist1d-cnn's first
-    layer (25 filters, 19 outputs), a training module's forward + dW: 169 -> 161 µs."""
-    if layout.innermost or isinstance(layout, Flat) or g.dtype == object:
+    layer (25 filters, 19 outputs), a training module's forward + dW: 169 -> 161 µs. OpenBLAS's Haswell
+    kernels have no such kernel (:func:`avx512_kernels`): there one product and y's copy out of the
+    layout took 0.27 ms against 0.33 image by image for the first shape, 0.19 against 0.33 for the
+    second, 3.4 against 4.1 for the third."""
+    if layout.innermost or isinstance(layout, Flat) or g.dtype == object or not avx512_kernels():
         return False
     filters, K, O = g.out_channels // g.groups, g.in_channels // g.groups * math.prod(g.kernel), math.prod(g.out_size)
     whole = len(tiles) > 0 and all(t.rows == slice(0, g.out_size[0]) for t in tiles)
@@ -1200,6 +1203,15 @@ def _stacked_product(stack: np.ndarray, starts: tuple, cols: np.ndarray, span: i
     return product
 
 
+def avx512_kernels() -> bool:
+    """Whether NumPy's OpenBLAS runs its AVX-512 kernels (``AVX512_KERNELS``: SkylakeX and its
+    successors), which multiply small matrices unpacked (up to ``SMALL_PRODUCT``) and read dW's dy
+    faster from a copy (:func:`_grad_operand`). Its Haswell kernels (AVX2) have no such path: there the
+    products image by image (:func:`by_image`) and in pieces (:func:`_accumulate_product`) run slower
+    than whole ones (BENCHMARKS.md)."""
+    return kernels() in AVX512_KERNELS
+
+
 SMALL_PRODUCT = 10**6  # m·n·k up to which OpenBLAS's AVX-512 builds use their small-matrix kernel (no packing)
 MIN_PIECE = 1024  # the reduction is cut into pieces no shorter than this
 
@@ -1212,11 +1224,13 @@ def _accumulate_product(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
     0.11; (27, 65536) @ (65536, 16) 1.39 -> 0.84; (25, ·) @ (·, 24) 1.05 -> 0.51). Where the pieces would
     be shorter (m·n > 976: (27, ·) @ (·, 64) took 2.3 -> 4.2 in pieces of 512) it is one product. Forward
     + backward, medians of six alternating blocks: lenet-c1 2.31 -> 2.01 ms; a LeNet-5 training step
-    5.13 -> 4.92 ms; lenet-c2, cifar-16, stem-7x7 and the mnist1d-cnn step unchanged. A build without
-    that kernel computes the same sum in a few more calls."""
+    5.13 -> 4.92 ms; lenet-c2, cifar-16, stem-7x7 and the mnist1d-cnn step unchanged. Without that
+    kernel (OpenBLAS's Haswell kernels: :func:`avx512_kernels`) it is one product: there the pieces took
+    1.03-1.16x as long ((25, 36864) @ (36864, 8) 0.32 against 0.30 ms, (27, 65536) @ (65536, 16) 1.21
+    against 1.08)."""
     m, L, n = a.shape[-2], a.shape[-1], b.shape[-1]
     piece = SMALL_PRODUCT // max(1, m * n)
-    if piece < MIN_PIECE or piece >= L:
+    if piece < MIN_PIECE or piece >= L or not avx512_kernels():
         out += np.matmul(a, b)
         return
     for i in range(0, L, piece):
@@ -1227,7 +1241,7 @@ def _grad_operand(dy: np.ndarray, products: int) -> np.ndarray:
     """A tile's dy ``(G, M, columns)`` as ``(G, columns, M)``, the right operand of its ``products`` dW
     products: a C-ordered copy (scratch, by BLAS's transposing copy) where several products share it
     (the flat layout's kernel rows), it has at least ``GRAD_ROWS_FROM`` rows and OpenBLAS runs the
-    AVX-512 kernels (``GRAD_ROWS_KERNELS``); else, or where NumPy's BLAS has no such copy, the
+    AVX-512 kernels (:func:`avx512_kernels`); else, or where NumPy's BLAS has no such copy, the
     transposed view.
 
     OpenBLAS's SkylakeX kernels run ``cols @ dyᵀ`` faster from such a copy than from the view (rows of
@@ -1246,7 +1260,7 @@ def _grad_operand(dy: np.ndarray, products: int) -> np.ndarray:
     0.94-0.99x."""
     G, M, columns = dy.shape
     if (products < 2 or M < GRAD_ROWS_FROM or columns * M < BLAS_TRANSPOSE or not available(dy.dtype)
-            or kernels() not in GRAD_ROWS_KERNELS):
+            or not avx512_kernels()):
         return dy.swapaxes(-1, -2)
     target = scratch(dy.size, dy.dtype, SLOT_GRAD_ROWS).reshape(G, columns, M)
     for source, rows in zip(dy, target):
