@@ -27,9 +27,9 @@ output row (images inside), of one output row times the batch (images innermost,
 short rows, at the price of a transpose of the input and output, done as 2-D transposes in tiles
 that stay in cache), or of a whole chunk of images (flat).
 
-Where each image's product is small (images inside, a network's first layers: :func:`by_image`), the
-products run image by image in OpenBLAS's small-matrix kernel, reading and writing y and dy in their
-own ``(N, C, *S)`` layout.
+Where each image's product is small (images inside, a network's first layers: :func:`by_image`) and
+OpenBLAS runs its AVX-512 kernels (:func:`avx512_kernels`), the products run image by image in its
+small-matrix kernel, reading and writing y and dy in their own ``(N, C, *S)`` layout.
 
 For a stride-1 convolution whose padded input is not much larger than its output, the input
 gradient is computed instead as the notes derive it: a forward correlation of the padded dy with the
