@@ -1254,10 +1254,10 @@ def _grad_operand(dy: np.ndarray, products: int) -> np.ndarray:
     step. Forward + backward, alternating blocks in one process against the view (three runs of 12-20
     blocks): conv3d 0.96-0.98x, conv1d 0.98-0.99x, dil-2 0.98-1.00x, cifar-16 0.93-1.02x; the cases
     whose code did not change 0.95-1.05x (the noise). The copy is one tile of dy at most, beside the
-    whole arranged dy. With the Haswell kernels (an AVX2 machine) the copy loses: on one thread
-    cifar-16 1.14x, dil-2 and conv1d 1.12x, res-64 1.03x, conv3d 1.03x; forward + backward without it
-    (three runs of 12-24 blocks) cifar-16 0.96-1.02x, dil-2 0.96-0.98x, conv1d 0.96-0.97x, conv3d
-    0.94-0.99x."""
+    whole arranged dy. With the Haswell kernels (an AVX2 machine) the copy does not pay: on one thread,
+    the products whole, cifar-16 1.06x, conv1d 1.06x, dil-2 1.06x, res-64 1.05x, conv3d 0.99x; forward
+    + backward with it against without (16 blocks) cifar-16 1.02x, res-64 1.01x, dil-2 1.01x, conv1d
+    1.03x, conv3d 1.00x."""
     G, M, columns = dy.shape
     if (products < 2 or M < GRAD_ROWS_FROM or columns * M < BLAS_TRANSPOSE or not available(dy.dtype)
             or not avx512_kernels()):
