@@ -101,6 +101,13 @@ GEMM_LAYOUTS = {  # gemm.choose_layout(g, need_dx) forced, whatever the backward
 }
 
 
+def _with_kernels(monkeypatch, family: str) -> None:
+    """gemm decides as if NumPy's OpenBLAS ran ``family``'s kernels: "skylakex" (AVX-512, with its
+    small-matrix path: gemm.avx512_kernels) or "haswell" (AVX2, without)."""
+    assert (family == "skylakex") == (family in gemm.AVX512_KERNELS)
+    monkeypatch.setattr(gemm, "kernels", lambda: family)
+
+
 def check_forced(case: Case, layout: str, seed: int, correlate: bool | None = None, **constants) -> None:
     """``case`` against PyTorch with gemm's layout forced, dx by correlation or col2im when ``correlate``
     says, and gemm's module ``constants`` patched."""
@@ -440,7 +447,7 @@ def test_dw_reads_dy_from_a_position_major_copy_for_kernel_rows(layout, case, co
     operands = []  # whether each product read a C-ordered dy (dy's transposed view is not one)
     original = gemm._accumulate_product
     monkeypatch.setattr(gemm, "_accumulate_product", lambda out, a, b: operands.append(b.flags.c_contiguous) or original(out, a, b))
-    monkeypatch.setattr(gemm, "kernels", lambda: kernels)
+    _with_kernels(monkeypatch, kernels)
     copied = copied and kernels == "skylakex"
     check_forced(case, layout, len(layout), False, BLAS_TRANSPOSE=0, SMALL_PRODUCT=0)
     assert operands and all(operands) == (copied and _blas.available(np.float64))
@@ -511,7 +518,7 @@ def test_dw_of_few_filters_summed_over_pieces_matches_torch(name, monkeypatch):
     gemm._accumulate_product), against PyTorch; the test checks that the columns were really cut."""
     case, limit = PIECES[name]
     case.b_size = case.w_shape[0]
-    monkeypatch.setattr(gemm, "kernels", lambda: "skylakex")  # OpenBLAS's small-matrix path (gemm.avx512_kernels)
+    _with_kernels(monkeypatch, "skylakex")  # OpenBLAS's small-matrix path
     if limit is not None:
         monkeypatch.setattr(gemm, "SMALL_PRODUCT", limit)
     cut = []
@@ -536,7 +543,7 @@ def test_accumulate_product_pieces_cover_the_reduction(kernels, monkeypatch):
     start = rng.normal(size=(2, 5, 4))
     expected = start + np.einsum("gml,gln->gmn", a, b)
     for limit in (20 * 1100, 20 * 1000):
-        monkeypatch.setattr(gemm, "kernels", lambda: kernels)
+        _with_kernels(monkeypatch, kernels)
         monkeypatch.setattr(gemm, "SMALL_PRODUCT", limit)
         calls = []
         monkeypatch.setattr(gemm.np, "matmul", lambda x, y, _m=np.matmul: calls.append(x.shape[-1]) or _m(x, y))
@@ -630,7 +637,7 @@ def test_products_image_by_image_match_torch(name, kernels, monkeypatch):
     dy in their own layout (gemm.by_image), forward, dW and dx by col2im, against PyTorch. With its
     Haswell kernels they take the whole tile."""
     case, layout = BY_IMAGE[name]
-    monkeypatch.setattr(gemm, "kernels", lambda: kernels)
+    _with_kernels(monkeypatch, kernels)
     calls = _spy_by_image(monkeypatch)
     check_forced(case, layout, len(name), correlate=False)
     assert calls == (["_forward_by_image", "_products_by_image"] if kernels == "skylakex" else [])
@@ -639,7 +646,7 @@ def test_products_image_by_image_match_torch(name, kernels, monkeypatch):
 def test_products_run_whole_where_an_image_is_not_small(monkeypatch):
     """Past the small-product bound (lowered here), or with more than twice as many filters as output
     positions, the products take the whole tile (AVX-512 kernels), and the result is the same."""
-    monkeypatch.setattr(gemm, "kernels", lambda: "skylakex")
+    _with_kernels(monkeypatch, "skylakex")
     calls = _spy_by_image(monkeypatch)
     check_forced(Case((6, 1, 12, 12), (6, 1, 5, 5), True, dict()), "images inside", 1, False, SMALL_PRODUCT=6 * 25 * 64 - 1)
     check_forced(Case((3, 2, 5, 5), (19, 2, 3, 3), True, dict()), "images inside", 2, False)  # 19 filters, 9 positions
@@ -655,7 +662,7 @@ def test_first_layer_module_image_by_image_matches_torch_autograd(contiguous, mo
     module = cg.nn.Conv2d(2, 4, 3, stride=1, padding=1, dtype=np.float64)
     module._expect_input_grad(False)
     x = rng.normal(size=(5, 2, 9, 7))
-    monkeypatch.setattr(gemm, "kernels", lambda: "skylakex")  # image by image (gemm.by_image)
+    _with_kernels(monkeypatch, "skylakex")  # image by image (gemm.by_image)
     calls = _spy_by_image(monkeypatch)
     y = module(x)
     dy = rng.normal(size=y.shape) if contiguous else rng.normal(size=y.shape[:3] + (2 * y.shape[3],))[..., ::2]
