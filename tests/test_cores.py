@@ -2,6 +2,7 @@
 the same numbers as PyTorch, the parts cover the batch, a training module's kept columns serve each
 part, and the thread machinery (one BLAS thread per part, errors, the workspace share) behaves."""
 
+import os
 import threading
 import time
 
@@ -239,6 +240,98 @@ def test_work_split_by_channel_runs_its_first_part_on_the_calling_thread(monkeyp
     seen = {}
     _parallel.over_channels(lambda c: seen.setdefault(c.start, threading.current_thread()), 64, 1 << 30)
     assert sorted(seen) == [0, 32] and seen[0] is threading.current_thread() and seen[32] is not seen[0]
+
+
+class _FakeAffinity:
+    """Stands for Linux's per-thread CPU affinity: ``usable`` cores, each thread's mask kept apart."""
+
+    def __init__(self, usable, refuse=False):
+        self.usable, self.refuse, self.masks, self.lock = set(usable), refuse, {}, threading.Lock()
+
+    def get(self, pid):
+        assert pid == 0
+        with self.lock:
+            return set(self.masks.get(threading.get_ident(), self.usable))
+
+    def set(self, pid, mask):
+        assert pid == 0 and set(mask) <= self.usable
+        if self.refuse:
+            raise OSError(22, "Invalid argument")
+        with self.lock:
+            self.masks[threading.get_ident()] = set(mask)
+
+
+def _fake_affinity(monkeypatch, usable, own, refuse=False):
+    fake = _FakeAffinity(usable, refuse)
+    monkeypatch.setattr(_parallel.os, "sched_getaffinity", fake.get)
+    monkeypatch.setattr(_parallel.os, "sched_setaffinity", fake.set)
+    monkeypatch.setattr(_parallel, "_current_core", lambda: own)
+    return fake
+
+
+def test_jobs_at_once_are_each_held_on_a_core_of_their_own(monkeypatch):
+    """The calling thread's job stays on the core it runs on, the other goes to another usable core;
+    each thread's own affinity is back after."""
+    monkeypatch.setattr(_parallel, "WORKERS", 2)
+    fake = _fake_affinity(monkeypatch, {0, 1, 2, 3}, own=2)
+    seen = {}
+    _parallel.over_channels(lambda c: seen.setdefault(c.start, (threading.current_thread(), fake.get(0))), 64, 1 << 30)
+    assert seen[0] == (threading.current_thread(), {2}) and seen[32][1] == {0}
+    assert len(fake.masks) == 2 and all(mask == {0, 1, 2, 3} for mask in fake.masks.values())
+    assert _parallel.side_by_side([lambda: fake.get(0), lambda: fake.get(0)]) == [{2}, {0}]
+
+
+def test_a_held_job_that_fails_gives_its_thread_back_its_affinity(monkeypatch):
+    fake = _fake_affinity(monkeypatch, {0, 1}, own=1)
+
+    def fails():
+        assert fake.get(0) == {1}
+        raise ValueError("held job")
+
+    with pytest.raises(ValueError, match="held job"):
+        _parallel.side_by_side([fails, lambda: None])
+    assert fake.masks and all(mask == {0, 1} for mask in fake.masks.values())
+
+
+def test_jobs_run_unheld_where_the_system_refuses(monkeypatch):
+    fake = _fake_affinity(monkeypatch, {0, 1}, own=0, refuse=True)
+    assert _parallel.side_by_side([lambda: fake.get(0), lambda: "ran"]) == [{0, 1}, "ran"]
+
+
+def test_cores_for_each_job(monkeypatch):
+    """The caller's core first, then the other usable ones; None for one job or too few cores."""
+    _fake_affinity(monkeypatch, {1, 3, 4, 6}, own=4)
+    assert _parallel.cores_for(3) == [4, 1, 3] and _parallel.cores_for(4) == [4, 1, 3, 6]
+    assert _parallel.cores_for(1) is None and _parallel.cores_for(5) is None
+    _fake_affinity(monkeypatch, {1, 3}, own=-1)  # core unknown: the first usable one
+    assert _parallel.cores_for(2) == [1, 3]
+    monkeypatch.delattr(_parallel.os, "sched_setaffinity")
+    assert _parallel.cores_for(2) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no per-thread affinity calls on this platform")
+def test_jobs_are_held_on_distinct_cores_of_this_machine():
+    """On this machine: with two usable cores or more, each of two jobs runs held on one core, not the
+    same; with one, unheld. The caller's affinity is the same after."""
+    before = os.sched_getaffinity(0)
+    masks = _parallel.side_by_side([lambda: os.sched_getaffinity(0), lambda: os.sched_getaffinity(0)])
+    if len(before) >= 2:
+        assert all(len(mask) == 1 for mask in masks) and masks[0] != masks[1] and masks[0] | masks[1] <= before
+    else:
+        assert masks == [before, before]
+    assert os.sched_getaffinity(0) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no per-thread affinity calls on this platform")
+def test_current_core_is_the_core_a_held_thread_runs_on():
+    """Against the kernel's own affinity: a thread held on each usable core in turn reads that core."""
+    before = os.sched_getaffinity(0)
+    try:
+        for core in sorted(before):
+            os.sched_setaffinity(0, {core})
+            assert _parallel._current_core() == core
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 DEPTHWISE = {

@@ -1,11 +1,17 @@
 """Work split across cores. NumPy releases the GIL while it copies or adds large arrays, and BLAS while
 it multiplies, so threads give real parallelism: for the memory-bound parts of an algorithm (im2col,
 col2im, layout changes: :func:`over_channels`), and for whole parts of a call, each on its own core
-with its BLAS products on that core alone (:func:`side_by_side`)."""
+with its BLAS products on that core alone (:func:`side_by_side`).
+
+Jobs run at once are each held on a core of their own while they run (:func:`cores_for`): left to
+itself, Linux often wakes the pool's thread on the core of the thread that woke it, and the two then
+share that core for a millisecond or more while the other idles (measured on 2 cores: two
+single-threaded products side by side 1.73-1.78 ms, one alone 0.83; held on a core each, 0.92-0.98)."""
 
 from __future__ import annotations
 
 import contextvars
+import ctypes
 import functools
 import os
 import threading
@@ -60,7 +66,10 @@ def _at_once(jobs: list[Callable[[], object]]) -> list:
     """The jobs at once, the first on the calling thread (which would otherwise wait, and whose cache
     holds what it just did), the others on the pool, each in a copy of the caller's context (NumPy's
     error handling and buffer size: ``_ufuncs``); their results in order, once every job has finished
-    (the first job's error first)."""
+    (the first job's error first). Each job is held on a core of its own while it runs (:func:`cores_for`)."""
+    where = cores_for(len(jobs))
+    if where is not None:
+        jobs = [functools.partial(_held_on, job, core) for job, core in zip(jobs, where)]
     futures = [_executor().submit(contextvars.copy_context().run, job) for job in jobs[1:]]
     try:
         first = jobs[0]()
@@ -79,3 +88,46 @@ def _as_part(job: Callable[[], object], count: int):
             return job()
     finally:
         _part.active = False
+
+
+def cores_for(count: int) -> list[int] | None:
+    """The core each of ``count`` jobs run at once is held on: the calling thread's own first (its
+    cache holds what it just did), then the others this process may use; None where that cannot be
+    arranged (one job, fewer usable cores than jobs, or a platform without affinity calls)."""
+    if count < 2 or not hasattr(os, "sched_setaffinity"):
+        return None
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < count:
+        return None
+    own = _current_core()
+    first = own if own in usable else usable[0]
+    return [first] + [core for core in usable if core != first][: count - 1]
+
+
+def _current_core() -> int:
+    """The core this thread runs on (glibc's ``sched_getcpu``), or -1 where unknown."""
+    return _sched_getcpu()() if _sched_getcpu() is not None else -1
+
+
+@functools.lru_cache(maxsize=1)
+def _sched_getcpu():
+    try:
+        function = ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+    function.restype, function.argtypes = ctypes.c_int, []
+    return function
+
+
+def _held_on(job: Callable[[], object], core: int):
+    """``job()`` with the calling thread held on ``core``, its own affinity restored after (unheld where
+    the system refuses)."""
+    mask = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {core})
+    except OSError:
+        return job()
+    try:
+        return job()
+    finally:
+        os.sched_setaffinity(0, mask)
