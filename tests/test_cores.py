@@ -15,7 +15,7 @@ from strategies import Case
 import convgrad as cg
 from convgrad import _blas, _config, _parallel
 from convgrad._args import conv_geometry
-from convgrad.conv import api, cores
+from convgrad.conv import api, cores, dispatch
 from convgrad.gradcheck import rel_error
 
 SPLIT = {
@@ -139,6 +139,59 @@ def test_float32_stays_float32_when_split(split_everything):
     ref = oracle.conv(x, w, None, np.ones(y.shape), padding=1)
     assert {a.dtype for a in (y, dx, dw)} == {np.dtype(np.float32)}
     assert rel_error(y, ref[0]) < 1e-5 and rel_error(dx, ref[1]) < 1e-5 and rel_error(dw, ref[2]) < 1e-5
+
+
+POINTWISE = {
+    "bias, odd batch": Case((5, 6, 4, 3), (4, 6, 1, 1), True),
+    "no bias": Case((4, 3, 5, 2), (7, 3, 1, 1), False),
+    "1-D": Case((3, 4, 9), (2, 4, 1), True),
+    "3-D": Case((4, 2, 3, 2, 3), (3, 2, 1, 1, 1), True),
+}
+
+
+@pytest.fixture
+def split_pointwise(monkeypatch):
+    """Every pointwise call with two images or more is split (in two parts, as on two cores, with
+    OpenBLAS's Haswell kernels), and counted."""
+    from convgrad.conv import pointwise
+    from test_conv_torch import _with_kernels
+
+    _with_kernels(monkeypatch, "haswell")
+    monkeypatch.setattr(pointwise, "PART_IMAGES", 1)
+    monkeypatch.setattr(pointwise, "PART_MACS", 1)
+    monkeypatch.setattr(cores, "threads", lambda: 2)
+    return _counted_parts(monkeypatch, cores)
+
+
+@pytest.mark.parametrize("name", POINTWISE)
+def test_pointwise_batch_parts_match_torch(name, split_pointwise):
+    _check_split(POINTWISE[name], "pointwise", split_pointwise)
+
+
+def test_pointwise_parts_without_input_grad(split_pointwise):
+    rng = np.random.default_rng(3)
+    x, w, dy = rng.normal(size=(6, 5, 3, 4)), rng.normal(size=(2, 5, 1, 1)), rng.normal(size=(6, 2, 3, 4))
+    dx, dw, db = api.backward_pass("t", dy, x, w, 1, 0, 1, 1, "zeros", True, "pointwise", need_dx=False)
+    ref = oracle.conv(x, w, np.zeros(2), dy)
+    assert dx is None and oracle.close(dw, ref[2], 1e-10) and oracle.close(db, ref[3], 1e-10)
+    assert split_pointwise == [2]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kernels, split", [
+    ((64, 256, 8, 8), (64, 256, 1, 1), "haswell", True),  # pw-1x1: 32 images and 34 million MACs a part
+    ((64, 256, 8, 8), (64, 256, 1, 1), "skylakex", False),  # the small-matrix path: one thread too slow
+    ((64, 128, 8, 8), (64, 128, 1, 1), "haswell", False),  # 17 million MACs a part
+    ((14, 512, 7, 7), (512, 512, 1, 1), "haswell", False),  # 7 images a part
+    ((16, 512, 7, 7), (512, 512, 1, 1), "haswell", True),
+])
+def test_pointwise_calls_with_enough_images_and_arithmetic_are_split(monkeypatch, x_shape, w_shape, kernels, split):
+    from test_conv_torch import _with_kernels
+
+    _with_kernels(monkeypatch, kernels)
+    monkeypatch.setattr(_parallel, "WORKERS", 2)
+    monkeypatch.setattr(cores, "threads", lambda: 2)
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    assert dispatch.describe(x, w) == "pointwise" and (dispatch.parts(x, w) == 2) == split
 
 
 def test_side_by_side_runs_jobs_at_once_in_order():

@@ -64,17 +64,19 @@ def test_auto_choice_is_inspectable(x_shape, w_shape, options, expected):
 @pytest.mark.parametrize("x_shape, w_shape, options, expected", [
     ((64, 64, 16, 16), (64, 64, 3, 3), dict(padding=1), 2),  # res-64: gemm, large
     ((8, 64, 16, 16), (64, 64, 3, 3), dict(padding=1), 1),  # small
-    ((64, 256, 16, 16), (64, 256, 1, 1), {}, 1),  # pointwise runs whole
+    ((64, 256, 16, 16), (64, 256, 1, 1), {}, 2),  # pointwise, by batch (OpenBLAS's Haswell kernels here)
+    ((8, 256, 8, 8), (64, 256, 1, 1), {}, 1),  # small
     ((1, 64, 128, 128), (64, 64, 3, 3), dict(padding=1), 1),  # one image
     ((32, 64, 32, 32), (64, 1, 3, 3), dict(padding=1, groups=64), 2),  # dw-3x3: depthwise, by channel
     ((2, 8, 8, 8), (8, 1, 3, 3), dict(padding=1, groups=8), 1),  # small
 ])
 def test_the_split_into_parts_is_inspectable(monkeypatch, x_shape, w_shape, options, expected):
     from convgrad import _parallel
-    from convgrad.conv import cores
+    from convgrad.conv import cores, gemm
 
     monkeypatch.setattr(cores, "threads", lambda: 2)
     monkeypatch.setattr(_parallel, "WORKERS", 2)
+    monkeypatch.setattr(gemm, "kernels", lambda: "haswell")
     x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
     assert dispatch.parts(x, w, **options) == expected
     monkeypatch.setattr(cores, "threads", lambda: 1)

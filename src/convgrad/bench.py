@@ -369,7 +369,7 @@ def vector_unit(flags: set) -> str:
 
 def _in_parts(row: dict) -> str:
     """The algorithm column's note of a call split into parts on as many cores (``dispatch.parts``):
-    depthwise cuts the channels, gemm the batch."""
+    depthwise cuts the channels, gemm and pointwise the batch."""
     if row["parts"] < 2:
         return ""
     return f", {'channels' if row['algorithm'] == 'depthwise' else 'batch'} in {row['parts']} parts"

@@ -49,16 +49,19 @@ def copies(g) -> int:
     return columns + math.prod(g.x_shape) + math.prod(g.y_shape)
 
 
-def parts(g) -> tuple | None:
+def parts(g, least_copies: int | None = None, least_macs: int | None = None) -> tuple | None:
     """``((images, geometry), ...)``: slices covering the batch, one per BLAS thread, each with its
-    part's geometry; None where the call runs whole (one thread, a small call, symbolic arrays, or
-    inside a part already), and where BLAS has more threads than the pool has workers (a machine with
-    more cores than ``_parallel.WORKERS``: parts would leave BLAS's other threads idle)."""
+    part's geometry; None where the call runs whole (one thread, a small call: fewer than
+    ``least_copies`` elements copied or ``least_macs`` multiply-adds per part, by default ``PART_COPIES``
+    and ``PART_MACS``, symbolic arrays, or inside a part already), and where BLAS has more threads than
+    the pool has workers (a machine with more cores than ``_parallel.WORKERS``: parts would leave
+    BLAS's other threads idle)."""
     blas = threads()
     count = min(blas, g.batch)
     if count < 2 or blas > workers() or in_part():
         return None
-    return _parts(g, count, PART_COPIES, PART_MACS)
+    least_copies = PART_COPIES if least_copies is None else least_copies
+    return _parts(g, count, least_copies, PART_MACS if least_macs is None else least_macs)
 
 
 @functools.lru_cache(maxsize=256)

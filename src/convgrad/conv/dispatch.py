@@ -54,7 +54,8 @@ def describe(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
 
 def parts(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") -> int:
     """Into how many parts, run at once on as many cores, ``algorithm="auto"`` splits this convolution
-    (1: it runs whole): gemm cuts the batch (:mod:`convgrad.conv.cores`), depthwise the channels
+    (1: it runs whole): gemm cuts the batch (:mod:`convgrad.conv.cores`), as pointwise does
+    (:func:`convgrad.conv.pointwise.batch_parts`), depthwise the channels
     (:func:`convgrad.conv.depthwise.channel_parts`). Same arguments as conv."""
     g = _geometry("parts", x, weight, bias, stride, padding, dilation, groups, padding_mode)
     pieces = choose(g).parts(g)
