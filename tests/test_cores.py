@@ -72,9 +72,13 @@ def test_parts_cover_the_batch_with_their_own_geometries(split_everything):
 
 @pytest.mark.parametrize("x_shape, w_shape, options, split", [
     ((64, 16, 32, 32), (16, 16, 3, 3), dict(padding=1), True),  # cifar-16: 11.5 million copied, 151 million MACs
-    ((32, 16, 32, 32), (16, 16, 3, 3), dict(padding=1), False),  # half of each
-    ((16, 64, 16, 16), (64, 64, 3, 3), dict(padding=1), False),  # 2.9 million copied, 151 million MACs
-    ((32, 128, 8, 8), (128, 128, 3, 3), dict(padding=1), False),  # res-128: 2.9 million, 302 million
+    ((32, 16, 32, 32), (16, 16, 3, 3), dict(padding=1), True),  # half of each
+    ((16, 64, 16, 16), (64, 64, 3, 3), dict(padding=1), True),  # 2.9 million copied, 151 million MACs
+    ((32, 128, 8, 8), (128, 128, 3, 3), dict(padding=1), True),  # res-128: 2.9 million, 302 million
+    ((64, 16, 16, 16), (16, 16, 3, 3), dict(padding=1), True),  # 2.9 million, 38 million
+    ((16, 32, 16, 16), (32, 32, 3, 3), dict(padding=1), False),  # 1.4 million, 38 million
+    ((64, 6, 12, 12), (16, 6, 5, 5), dict(padding=0), False),  # lenet-c2: 0.7 million, 10 million
+    ((128, 6, 12, 12), (16, 6, 5, 5), dict(padding=0), False),  # 1.5 million, 20 million
     ((64, 64, 16, 16), (128, 64, 3, 3), dict(padding=1, stride=2), True),  # down-s2: 3.9 million, 302 million
 ])
 def test_calls_with_enough_copying_and_arithmetic_are_split(monkeypatch, x_shape, w_shape, options, split):

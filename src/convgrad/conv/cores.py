@@ -14,12 +14,17 @@ each part at least ``PART_COPIES`` elements copied and ``PART_MACS`` multiply-ad
 cores, forward + backward against the same code unsplit
 (two copies of the package in one process, alternating blocks, the median of the blockwise ratios):
 cifar-16 0.76-0.89x, down-s2 0.83-0.88x, conv1d 0.87x, dil-2 0.88-0.95x, conv3d 0.90-0.92x, res-64
-0.85-0.96x, (32, 32, 28, 28) with 64 3x3 filters 0.89-0.93x, stem-7x7 0.93-1.03x; below a threshold
-a split costs more than it saves: res-128 1.05-1.09x (2.9 million copied, 302 million
-multiply-adds), (16, 64, 16, 16) with 64 filters 1.09-1.76x (2.9 and 151 million), (32, 16, 32, 32)
-with 16 filters 1.06-1.46x (5.7 and 75 million), (256, 6, 12, 12) with 16 5x5 filters 1.13-1.44x,
-(8, 64, 16, 16) 1.63-1.89x. ResNet-18's 3x3 layers (batch 16-32), all split, take 0.77-0.96x the
-unsplit time. Parts take whole images: y and dx are written in place.
+0.85-0.96x, (32, 32, 28, 28) with 64 3x3 filters 0.89-0.93x, stem-7x7 0.93-1.03x. Since the parts
+are held on their cores (``_parallel.cores_for``), smaller calls gain too: res-128 0.82-0.85x (1.4
+million copied and 151 million multiply-adds a part), (16, 64, 16, 16) with 64 filters 0.87-0.93x
+(1.4 and 75 million), (32, 16, 32, 32) with 16 filters 0.84-0.87x (2.9 and 38 million), (256, 6,
+12, 12) with 16 5x5 filters 0.89-0.96x (1.5 and 20 million), (64, 16, 16, 16) with 16 filters
+0.93-0.96x (1.4 and 19 million), (32, 3, 32, 32) with 16 5x5 filters 0.92-1.01x (1.2 and 15
+million); below the thresholds a split costs more than it saves: (16, 32, 16, 16) with 32 filters
+1.16x (0.7 and 19 million), (8, 64, 16, 16) 1.01x (0.7 and 38 million), (128, 6, 12, 12) 0.97x (0.7
+and 10 million, left whole), lenet-c2 1.58x, lenet-c1 1.33x. (Before, unheld, res-128 took
+1.05-1.09x split and (16, 64, 16, 16) 1.09-1.76x.) ResNet-18's 3x3 layers (batch 16-32), all
+split, take 0.77-0.96x the unsplit time. Parts take whole images: y and dx are written in place.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ from .._args import interned
 from .._blas import threads
 from .._parallel import in_part, side_by_side, workers
 
-PART_COPIES = 1_750_000  # a batch is split when each part copies this many elements (:func:`copies`)
-PART_MACS = 60 * 10**6  # and its forward takes this many multiply-adds (cifar-16: 5.7 and 75 million)
+PART_COPIES = 1_000_000  # a batch is split when each part copies this many elements (:func:`copies`)
+PART_MACS = 15 * 10**6  # and its forward takes this many multiply-adds (res-128: 1.4 and 151 million a part)
 
 
 def macs(g) -> int:
