@@ -366,6 +366,11 @@ def test_cores_for_each_job(monkeypatch):
     assert _parallel.cores_for(2) is None
 
 
+def test_current_core_unknown_without_sched_getcpu(monkeypatch):
+    monkeypatch.setattr(_parallel, "_sched_getcpu", lambda: None)
+    assert _parallel._current_core() == -1
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no per-thread affinity calls on this platform")
 def test_jobs_are_held_on_distinct_cores_of_this_machine():
     """On this machine: with two usable cores or more, each of two jobs runs held on one core, not the

@@ -111,9 +111,10 @@ def _current_core() -> int:
 
 @functools.lru_cache(maxsize=1)
 def _sched_getcpu():
+    """The C library's ``sched_getcpu`` (glibc, musl), or None where there is none."""
     try:
         function = ctypes.CDLL(None).sched_getcpu
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no C library by that name, or no such function
         return None
     function.restype, function.argtypes = ctypes.c_int, []
     return function
