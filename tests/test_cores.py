@@ -181,6 +181,25 @@ def test_pointwise_parts_without_input_grad(split_pointwise):
     assert split_pointwise == [2]
 
 
+def test_pointwise_results_are_returned_where_out_cannot_take_them():
+    """A part's ``out`` that is not C-contiguous is not written through a copy and lost: the result
+    comes back as a new array (which cores copies where it belongs)."""
+    from convgrad.conv import pointwise
+
+    rng = np.random.default_rng(5)
+    x, w, b, dy = (rng.normal(size=s) for s in [(3, 4, 2, 5), (2, 4, 1, 1), (2,), (3, 2, 2, 5)])
+    g = conv_geometry("t", x, w, b, 1, 0, 1, 1, "zeros")[0]
+    ref = oracle.conv(x, w, b, dy)
+    out = np.zeros((3, 2, 2, 10))[..., ::2]
+    y = pointwise._forward(x, w, b, g, out=out)
+    assert y is not out and oracle.close(y, ref[0], 1e-12)
+    out = np.zeros((3, 4, 2, 10))[..., ::2]
+    dx = pointwise._backward(dy, x, w, g, True, False, False, out=out)[0]
+    assert dx is not out and oracle.close(dx, ref[1], 1e-12)
+    out = np.zeros(x.shape)
+    assert pointwise._backward(dy, x, w, g, True, False, False, out=out)[0] is out and oracle.close(out, ref[1], 1e-12)
+
+
 @pytest.mark.parametrize("x_shape, w_shape, kernels, split", [
     ((64, 256, 8, 8), (64, 256, 1, 1), "haswell", True),  # pw-1x1: 32 images and 34 million MACs a part
     ((64, 256, 8, 8), (64, 256, 1, 1), "skylakex", False),  # the small-matrix path: one thread too slow

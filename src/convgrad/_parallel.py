@@ -6,7 +6,7 @@ with its BLAS products on that core alone (:func:`side_by_side`).
 Jobs run at once are each held on a core of their own while they run (:func:`cores_for`): left to
 itself, Linux often wakes the pool's thread on the core of the thread that woke it, and the two then
 share that core for a millisecond or more while the other idles (measured on 2 cores: two
-single-threaded products side by side 1.73-1.78 ms, one alone 0.83; held on a core each, 0.92-0.98)."""
+single-threaded products side by side 1.73-1.78 ms, one alone 0.83; held on a core each, 0.92-0.99)."""
 
 from __future__ import annotations
 
