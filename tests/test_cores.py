@@ -45,13 +45,19 @@ def _check_split(case: Case, algorithm: str, calls: list) -> None:
     assert calls == [2, 2]  # forward and backward each ran in two parts
 
 
+def _split_from_two_images(monkeypatch, module, thresholds: tuple) -> list:
+    """``module``'s ``thresholds`` set to 1, so that every call with two images or more is split (in two
+    parts, as on two cores); the splits counted (:func:`_counted_parts`)."""
+    for name in thresholds:
+        monkeypatch.setattr(module, name, 1)
+    monkeypatch.setattr(cores, "threads", lambda: 2)
+    return _counted_parts(monkeypatch, cores)
+
+
 @pytest.fixture
 def split_everything(monkeypatch):
     """Every gemm call with two images or more is split (in two parts, as on two cores), and counted."""
-    monkeypatch.setattr(cores, "PART_COPIES", 1)
-    monkeypatch.setattr(cores, "PART_MACS", 1)
-    monkeypatch.setattr(cores, "threads", lambda: 2)
-    return _counted_parts(monkeypatch, cores)
+    return _split_from_two_images(monkeypatch, cores, ("PART_COPIES", "PART_MACS"))
 
 
 @pytest.mark.parametrize("name", SPLIT)
@@ -161,10 +167,7 @@ def split_pointwise(monkeypatch):
     from test_conv_torch import _with_kernels
 
     _with_kernels(monkeypatch, "haswell")
-    monkeypatch.setattr(pointwise, "PART_IMAGES", 1)
-    monkeypatch.setattr(pointwise, "PART_MACS", 1)
-    monkeypatch.setattr(cores, "threads", lambda: 2)
-    return _counted_parts(monkeypatch, cores)
+    return _split_from_two_images(monkeypatch, pointwise, ("PART_IMAGES", "PART_MACS"))
 
 
 @pytest.mark.parametrize("name", POINTWISE)
