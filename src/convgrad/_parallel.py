@@ -106,7 +106,8 @@ def cores_for(count: int) -> list[int] | None:
 
 def _current_core() -> int:
     """The core this thread runs on (glibc's ``sched_getcpu``), or -1 where unknown."""
-    return _sched_getcpu()() if _sched_getcpu() is not None else -1
+    function = _sched_getcpu()
+    return function() if function is not None else -1
 
 
 @functools.lru_cache(maxsize=1)

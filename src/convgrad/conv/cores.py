@@ -65,8 +65,8 @@ def parts(g, least_copies: int | None = None, least_macs: int | None = None) -> 
     count = min(blas, g.batch)
     if count < 2 or blas > workers() or in_part():
         return None
-    least_copies = PART_COPIES if least_copies is None else least_copies
-    return _parts(g, count, least_copies, PART_MACS if least_macs is None else least_macs)
+    return _parts(g, count, PART_COPIES if least_copies is None else least_copies,
+                  PART_MACS if least_macs is None else least_macs)
 
 
 @functools.lru_cache(maxsize=256)
@@ -84,11 +84,13 @@ def _images(piece: tuple) -> tuple:
     return (piece[0],), (piece[0],), ()
 
 
-def forward(run, x, w, b, g, pieces: tuple, saved: dict | None, where=_images, copied: tuple = ()) -> np.ndarray:
+def forward(run, x, w, b, g, pieces: tuple | None, saved: dict | None, where=_images, copied: tuple = ()) -> np.ndarray:
     """y ``(N, C_out, *O)`` by ``run(x, w, b, geometry, saved, out=)`` on each part of ``pieces`` (:func:`parts`,
-    or another algorithm's, whose ``where(piece)`` gives x's, y's and the weights' index), at once. A
-    training module's ``saved`` dict gets one dict per part, under ``"parts"``, holding its entries
-    named in ``copied``."""
+    or another algorithm's, whose ``where(piece)`` gives x's, y's and the weights' index), at once; by
+    ``run(x, w, b, g, saved)`` whole where ``pieces`` is None. A training module's ``saved`` dict gets
+    one dict per part, under ``"parts"``, holding its entries named in ``copied``."""
+    if pieces is None:
+        return run(x, w, b, g, saved)
     y = np.empty(g.y_shape, dtype=g.dtype)
     kept = _part_dicts(saved, len(pieces), copied)
 
@@ -101,10 +103,13 @@ def forward(run, x, w, b, g, pieces: tuple, saved: dict | None, where=_images, c
     return y
 
 
-def backward(run, dy, x, w, g, pieces: tuple, need_dx: bool, need_dw: bool, need_db: bool, saved: dict | None,
-             where=_images):
+def backward(run, dy, x, w, g, pieces: tuple | None, need_dx: bool, need_dw: bool, need_db: bool,
+             saved: dict | None, where=_images):
     """(dx or None, dw or None, db or None) by ``run(dy, x, w, geometry, need_dx, need_dw, need_db, saved, out=)``
-    on each part of ``pieces`` (indexed as in :func:`forward`), with what :func:`forward` kept for each part."""
+    on each part of ``pieces`` (indexed as in :func:`forward`), with what :func:`forward` kept for each
+    part; whole (no ``out``) where ``pieces`` is None."""
+    if pieces is None:
+        return run(dy, x, w, g, need_dx, need_dw, need_db, saved)
     kept = _taken_part_dicts(saved, len(pieces))
     dx = np.empty(g.x_shape, dtype=g.dtype) if need_dx else None
 

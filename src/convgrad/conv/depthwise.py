@@ -70,10 +70,7 @@ class Depthwise(Algorithm):
         """x ``(N, C, *L)``, w ``(C·m, 1, *k)`` -> y ``(N, C·m, *O)``. With a ``saved`` dict (a training
         module's), x's flat arrangement is kept there for the backward's dW (:func:`_keeps`). A large
         call runs in parts of its channels at once, one per core (:func:`channel_parts`)."""
-        pieces = self.parts(g)
-        if pieces is None:
-            return self._forward(x, w, b, g, saved)
-        return cores.forward(self._forward, x, w, b, g, pieces, saved, where=_channels)
+        return cores.forward(self._forward, x, w, b, g, self.parts(g), saved, where=_channels)
 
     def _forward(self, x, w, b, g, saved=None, out=None):
         """:meth:`forward` on one core (its copies split across cores unless in a part), into ``out``
@@ -104,10 +101,8 @@ class Depthwise(Algorithm):
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None):
         """dy ``(N, C·m, *O)`` -> (dx like x, dw like w, db ``(C·m,)``), each None where not asked for; in
         parts of the channels as the forward (:func:`channel_parts`)."""
-        pieces = self.parts(g)
-        if pieces is None:
-            return self._backward(dy, x, w, g, need_dx, need_dw, need_db, saved)
-        return cores.backward(self._backward, dy, x, w, g, pieces, need_dx, need_dw, need_db, saved, where=_channels)
+        return cores.backward(self._backward, dy, x, w, g, self.parts(g), need_dx, need_dw, need_db, saved,
+                              where=_channels)
 
     def _backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None, out=None):
         """:meth:`backward` on one core (its copies split across cores unless in a part), dx into

@@ -1353,17 +1353,11 @@ class Gemm(Algorithm):
         return cores.parts(g)
 
     def forward(self, x, w, b, g, saved=None):
-        pieces = self.parts(g)
-        if pieces is None:
-            return forward(x, w, b, g, saved)
-        return cores.forward(forward, x, w, b, g, pieces, saved, copied=("input_grad",))  # the layout depends on it
+        return cores.forward(forward, x, w, b, g, self.parts(g), saved, copied=("input_grad",))  # the layout depends on it
 
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None):
         """dy ``(N, C_out, *O)`` -> dx like x, dw like w, db ``(C_out,)``."""
-        pieces = self.parts(g)
-        if pieces is None:
-            return backward(dy, x, w, g, need_dx, need_dw, need_db, saved)
-        return cores.backward(backward, dy, x, w, g, pieces, need_dx, need_dw, need_db, saved)
+        return cores.backward(backward, dy, x, w, g, self.parts(g), need_dx, need_dw, need_db, saved)
 
 
 ALGORITHM = Gemm()

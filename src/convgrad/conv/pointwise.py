@@ -43,18 +43,12 @@ class Pointwise(Algorithm):
     def forward(self, x, w, b, g):
         """x ``(N, C_in, *L)``, w ``(C_out, C_in, 1, ...)`` -> y ``(N, C_out, *L)``; a large batch in parts
         at once, one per core (:func:`batch_parts`)."""
-        pieces = self.parts(g)
-        if pieces is None:
-            return _forward(x, w, b, g)
-        return cores.forward(_forward, x, w, b, g, pieces, None)
+        return cores.forward(_forward, x, w, b, g, self.parts(g), None)
 
     def backward(self, dy, x, w, g, need_dx=True, need_dw=True, need_db=True):
         """dy ``(N, C_out, *L)`` -> (dx like x, dw like w, db ``(C_out,)``), each None where not asked for;
         in parts of the batch as the forward."""
-        pieces = self.parts(g)
-        if pieces is None:
-            return _backward(dy, x, w, g, need_dx, need_dw, need_db)
-        return cores.backward(_backward, dy, x, w, g, pieces, need_dx, need_dw, need_db, None)
+        return cores.backward(_backward, dy, x, w, g, self.parts(g), need_dx, need_dw, need_db, None)
 
 
 def batch_parts(g) -> tuple | None:
