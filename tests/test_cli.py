@@ -119,6 +119,20 @@ def test_python_dash_m_and_verify():
     assert result.returncode == 2 and result.stderr.count("\n") == 1
 
 
+def test_scipy_is_loaded_only_when_an_fft_convolution_runs():
+    """Importing scipy loads SciPy's own OpenBLAS and its threads: only the fft algorithm needs it."""
+    script = ("import sys, numpy as np, convgrad\n"
+              "loaded = lambda: 'scipy' in sys.modules\n"
+              "before = loaded()\n"
+              "x, w = np.ones((1, 1, 6, 6)), np.ones((1, 1, 3, 3))\n"
+              "convgrad.conv(x, w, algorithm='gemm')\n"
+              "direct = loaded()\n"
+              "y = convgrad.conv(x, w, algorithm='fft')\n"
+              "print(before, direct, loaded(), np.allclose(y, 9))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.split() == ["False", "False", "True", "True"], result.stderr
+
+
 def test_bench_runs_and_writes_its_figures(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code, text, err = run(capsys, "bench", "--cases", "lenet-c1", "pw-1x1", "--repeats", "1", "--no-training",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import fft as sfft
 
 from .base import Algorithm, bias_grad, dilate, grouped, padded, unpadded
 
@@ -56,7 +55,10 @@ class FFT(Algorithm):
 
     def _transforms(self, g):
         """Forward and inverse real FFTs over the spatial dims, at sizes ≥ P that scipy.fft computes fast;
-        the inverse is cropped back to P."""
+        the inverse is cropped back to P. scipy is imported here, on first use: importing it loads
+        SciPy's own OpenBLAS and its threads, and took 190 of ``import convgrad``'s 360 ms."""
+        from scipy import fft as sfft
+
         axes = _spatial(g.nd)
         size = tuple(sfft.next_fast_len(p, real=True) for p in g.padded_size)
         crop = (slice(None), slice(None)) + tuple(slice(0, p) for p in g.padded_size)
