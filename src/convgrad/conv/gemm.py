@@ -735,9 +735,12 @@ def _gradient(layout: Layout, source: np.ndarray, g, out: np.ndarray | None = No
     return owned(unpadded(layout.restore(source, np.empty(g.padded_shape, dtype=g.dtype)), g))
 
 
-def _target(out: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
-    """``out`` (the caller's array of ``shape``), or a new one."""
-    return np.empty(shape, dtype=dtype) if out is None else out
+def _target(out: np.ndarray | None, shape: tuple, dtype, contiguous: bool = False) -> np.ndarray:
+    """``out`` (the caller's array of ``shape``), or a new one: also where ``contiguous`` asks for a
+    C-contiguous ``out`` (products write into reshaped views of it) and it is not (the caller's caller
+    then copies the result where it belongs)."""
+    usable = out is not None and (not contiguous or out.flags.c_contiguous)
+    return out if usable else np.empty(shape, dtype=dtype)
 
 
 def _centre(g, inner, size) -> tuple:
@@ -1135,7 +1138,7 @@ def _forward_by_image(xc, W, b, layout: Layout, g, tiles, keep: bool, out: np.nd
     """(y ``(N, C_out, *O)``, the last tile's im2col matrix) by :func:`by_image`'s products: W ``(1, G,
     C_out/G, K)`` times each image's columns, written into y (``out`` when given and contiguous, as the
     products' views of it must be); the bias added while the tile is in cache."""
-    W, y = W[0], _target(out if out is not None and out.flags.c_contiguous else None, g.y_shape, g.dtype)
+    W, y = W[0], _target(out, g.y_shape, g.dtype, contiguous=True)
     bias = None if b is None else b.reshape(g.groups, -1, 1)
     for t in tiles:
         cols = layout.im2col(layout.tile_input(xc, t), g, t, None if keep else SLOT_COLS)

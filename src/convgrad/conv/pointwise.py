@@ -14,7 +14,7 @@ import numpy as np
 
 from . import cores
 from .base import Algorithm, bias_grad
-from .gemm import CHUNK_BYTES, avx512_kernels
+from .gemm import CHUNK_BYTES, _target, avx512_kernels
 
 PART_IMAGES = 8  # a batch is split when each part has this many images
 PART_MACS = 20 * 10**6  # and this many multiply-adds in its forward
@@ -76,7 +76,7 @@ def batch_parts(g) -> tuple | None:
 def _forward(x, w, b, g, saved=None, out=None):
     """:meth:`Pointwise.forward` whole (on one core in a part), into ``out`` when given (y's shape)."""
     P = math.prod(g.in_size)
-    y = _product_target(out, g.y_shape, g.dtype)
+    y = _target(out, g.y_shape, g.dtype, contiguous=True)
     y3 = y.reshape(g.batch, g.out_channels, P)
     np.matmul(w.reshape(g.out_channels, g.in_channels), x.reshape(g.batch, g.in_channels, P), out=y3)
     if b is not None:
@@ -90,18 +90,12 @@ def _backward(dy, x, w, g, need_dx=True, need_dw=True, need_db=True, saved=None,
     dy3 = dy.reshape(g.batch, g.out_channels, P)
     dx = None
     if need_dx:
-        dx = _product_target(out, g.x_shape, g.dtype)
+        dx = _target(out, g.x_shape, g.dtype, contiguous=True)
         np.matmul(w.reshape(g.out_channels, g.in_channels).T, dy3, out=dx.reshape(g.batch, g.in_channels, P))
     dw = None
     if need_dw:
         dw = np.ascontiguousarray(_weight_grad_t(x.reshape(g.batch, g.in_channels, P), dy3).T).reshape(w.shape)
     return dx, dw, (bias_grad(dy) if need_db else None)
-
-
-def _product_target(out: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
-    """``out`` where the products can write into it as ``(N, C, P)`` (C-contiguous), else a new array
-    (the caller then copies it where it belongs)."""
-    return out if out is not None and out.flags.c_contiguous else np.empty(shape, dtype=dtype)
 
 
 def _weight_grad_t(x3: np.ndarray, dy3: np.ndarray) -> np.ndarray:
